@@ -1,0 +1,27 @@
+"""lintraj: trajectories of gradient descent on deep linear networks, in JAX.
+
+Weights are a plain tuple ``(W_1, ..., W_N)``, ``W_j`` of shape ``(d_j, d_{j-1})``.
+"""
+
+from lintraj import init, losses, metrics
+from lintraj.dynamics import gradient_descent, train
+from lintraj.io import load, save
+from lintraj.network import end_to_end, layer_dims
+from lintraj.trajectory import Trajectory
+from lintraj.whitening import whiten
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "init",
+    "losses",
+    "metrics",
+    "end_to_end",
+    "layer_dims",
+    "gradient_descent",
+    "train",
+    "Trajectory",
+    "whiten",
+    "save",
+    "load",
+]

@@ -1,0 +1,197 @@
+r"""Losses of the end-to-end matrix :math:`W = W_{1:N}`: the network loss is
+:math:`L^N(W_1, \dots, W_N) = L^1(W_N \cdots W_1)`.
+
+A loss is a :class:`Loss`: a pytree whose array data (target, inputs, labels, mask) are leaves,
+so a compiled run is reused when only the data change. A user-defined loss is any jittable
+function of the end-to-end matrix; wrap it as ``Loss(fn, target=phi)`` to give it a target
+(used for the deficiency margin), or pass the bare function (no target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lintraj.network import as_float_array
+
+__all__ = ["Loss", "as_loss", "target", "regression", "lp_regression", "matrix_completion"]
+
+
+@jax.tree_util.register_pytree_node_class
+class Loss:
+  r"""A loss :math:`L^1(W)` of the end-to-end matrix, with an optional target.
+
+  Args:
+    fn: ``fn(w)`` if ``data`` is None, else ``fn(w, data)``; must be jittable and return a scalar.
+      Use a module-level function (not a fresh lambda per call) so compiled runs are reused.
+    data: a pytree of arrays the loss reads (a traced argument, not a constant).
+    target: the end-to-end matrix the loss is minimised at, if known, else None.
+    name: a label for summaries.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> def half_sq(w): return 0.5 * jnp.sum(w ** 2)
+    >>> loss = Loss(half_sq, target=jnp.zeros((1, 2)))
+    >>> float(loss(jnp.ones((1, 2))))
+    1.0
+  """
+
+  def __init__(self, fn: Callable, data: Any = None, target: Any = None, name: str | None = None):
+    self.fn, self.data, self.target = fn, data, target
+    self.name = name or getattr(fn, "__name__", "custom")
+
+  def __call__(self, w):
+    return self.fn(w) if self.data is None else self.fn(w, self.data)
+
+  def tree_flatten(self):
+    return (self.data, self.target), (self.fn, self.name)
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    fn, name = aux
+    loss = object.__new__(cls)
+    loss.fn, loss.name = fn, name
+    loss.data, loss.target = children
+    return loss
+
+  def __repr__(self):
+    shape = None if self.target is None else tuple(np.shape(self.target))
+    return f"Loss({self.name}, target shape={shape})"
+
+
+def as_loss(loss) -> Loss:
+  """A :class:`Loss` from a Loss or a bare callable of the end-to-end matrix."""
+  if isinstance(loss, Loss):
+    return loss
+  if callable(loss):
+    return Loss(loss)
+  raise ValueError(f"loss must be a lintraj.losses.Loss or a function of the end-to-end matrix; got "
+                   f"{type(loss).__name__}. For a target matrix use lintraj.losses.target(phi).")
+
+
+def _half_squared_distance(w, phi):
+  return 0.5 * jnp.sum((w - phi) ** 2)
+
+
+def target(phi) -> Loss:
+  r"""The loss :math:`\tfrac12 \|W - \Phi\|_F^2` (exactly, no constant), with ``.target = phi``.
+
+  Whitened :math:`\ell_2` regression equals this loss plus a constant (see :func:`lintraj.whiten`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(target(jnp.array([[1.0, 2.0]]))(jnp.zeros((1, 2))))
+    2.5
+
+  References:
+    Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Section 2, Eq. (2).
+  """
+  phi = as_float_array(phi, "phi")
+  if phi.ndim != 2:
+    raise ValueError(f"phi must be a (d_N, d_0) matrix; got shape {phi.shape}. Reshape a vector to (1, d_0).")
+  return Loss(_half_squared_distance, data=phi, target=phi, name="target")
+
+
+def check_regression_data(x, y):
+  """``(x, y)`` as arrays of shapes (m, d_0) and (m, d_N), or ValueError."""
+  x = as_float_array(x, "x")
+  y = as_float_array(y, "y", x.dtype)
+  if x.ndim != 2:
+    raise ValueError(f"x must be (m, d_0) with samples as rows; got shape {x.shape}.")
+  if y.ndim == 1:
+    y = y[:, None]
+  if y.ndim != 2 or y.shape[0] != x.shape[0]:
+    raise ValueError(f"y must be (m, d_N) or (m,) with m = {x.shape[0]} rows like x; got shape {y.shape}.")
+  return x, y
+
+
+def _least_squares(x, y):
+  return jnp.linalg.lstsq(x, y)[0].T
+
+
+def _squared_error(w, data):
+  x, y = data
+  return 0.5 * jnp.sum((x @ w.T - y) ** 2) / x.shape[0]
+
+
+def _lp_error(w, data):
+  x, y, p = data
+  return jnp.sum(jnp.abs(x @ w.T - y) ** p) / (p * x.shape[0])
+
+
+def regression(x, y) -> Loss:
+  r"""Least squares :math:`\frac{1}{2m}\|W X^\top - Y^\top\|_F^2` with samples as rows of
+  ``x`` (m, d_0) and ``y`` (m, d_N).
+
+  ``.target`` is the least-squares end-to-end matrix :math:`\arg\min_W` of the loss.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> loss = regression(jnp.eye(2), jnp.array([1.0, 3.0]))
+    >>> loss.target.tolist(), float(loss(loss.target))
+    ([[1.0, 3.0]], 0.0)
+
+  References:
+    Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Section 2.
+  """
+  x, y = check_regression_data(x, y)
+  return Loss(_squared_error, data=(x, y), target=_least_squares(x, y), name="regression")
+
+
+def lp_regression(x, y, p: float) -> Loss:
+  r"""The :math:`\ell_p` regression loss :math:`\frac{1}{p\,m}\sum_{i=1}^m \sum_k |(W x_i - y_i)_k|^p`.
+
+  For ``p = 2`` it equals :func:`regression` and ``.target`` is the least-squares matrix; for
+  other ``p`` the minimiser has no closed form and ``.target`` is None.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(lp_regression(jnp.ones((2, 1)), jnp.zeros(2), 4)(jnp.full((1, 1), 2.0)))
+    4.0
+
+  References:
+    Arora, Cohen, Hazan. On the Optimization of Deep Networks: Implicit Acceleration by
+    Overparameterization. ICML 2018 (arXiv 1802.06509), Section 6.
+  """
+  x, y = check_regression_data(x, y)
+  p = float(p)
+  if not np.isfinite(p) or p < 1:
+    raise ValueError(f"p must be a finite number >= 1; got {p}.")
+  return Loss(_lp_error, data=(x, y, jnp.asarray(p, x.dtype)), name=f"l{p:g}_regression",
+              target=_least_squares(x, y) if p == 2 else None)
+
+
+def _observed_error(w, data):
+  mask, values = data
+  return 0.5 * jnp.sum(mask * (w - values) ** 2)
+
+
+def matrix_completion(mask, values) -> Loss:
+  r"""Squared error on the observed entries: :math:`\tfrac12 \sum_{(i,j) \in \Omega} (W_{ij} - M_{ij})^2`.
+
+  With every entry observed it equals :func:`target` of ``values``. ``.target`` is None (the
+  unobserved entries are unknown).
+
+  Args:
+    mask: ``(d_N, d_0)`` booleans (or 0/1), true on observed entries :math:`\Omega`.
+    values: ``(d_N, d_0)`` matrix; only observed entries are read.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> loss = matrix_completion(jnp.array([[True, False]]), jnp.array([[2.0, 9.0]]))
+    >>> float(loss(jnp.zeros((1, 2))))
+    2.0
+
+  References:
+    Arora, Cohen, Hu, Luo. Implicit Regularization in Deep Matrix Factorization. NeurIPS 2019
+    (arXiv 1905.13655), Section 2.
+  """
+  values = as_float_array(np.where(np.asarray(mask, bool), np.asarray(values), 0.0), "values")
+  mask = jnp.asarray(np.asarray(mask, bool), values.dtype)
+  if mask.shape != values.shape or values.ndim != 2:
+    raise ValueError(f"mask {mask.shape} and values {values.shape} must be the same (d_N, d_0) shape.")
+  return Loss(_observed_error, data=(mask, values), name="matrix_completion")

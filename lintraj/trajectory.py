@@ -1,0 +1,64 @@
+"""The record of a run: metrics of the weights every ``record_every`` steps, as a pytree."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lintraj import metrics
+
+__all__ = ["Trajectory", "record", "RECORDED_FIELDS"]
+
+RECORDED_FIELDS = ("loss", "balancedness", "deficiency_margin", "grad_norm", "layer_singular_values",
+                   "end_to_end_singular_values")
+
+
+class Trajectory(NamedTuple):
+  r"""What a run recorded, at steps ``0, k, 2k, ...`` (``k = record_every``).
+
+  Attributes:
+    step: ``(T,)`` the step of each record, ``T = steps // k + 1``.
+    loss: ``(T,)`` :math:`L^1(W_{1:N})`.
+    balancedness: ``(T,)`` :math:`\max_j \|W_{j+1}^\top W_{j+1} - W_j W_j^\top\|_F`.
+    deficiency_margin: ``(T,)`` :math:`\sigma_{\min}(\Phi) - \|W_{1:N} - \Phi\|_F` (NaN when the
+      loss has no target).
+    grad_norm: ``(T,)`` :math:`(\sum_j \|\partial L^N / \partial W_j\|_F^2)^{1/2}`.
+    layer_singular_values: tuple, entry ``j`` of shape ``(T, min(d_j, d_{j-1}))``, descending.
+    end_to_end_singular_values: ``(T, min(d_0, d_N))``, descending.
+    final: the weights after the last step.
+    diverged_step: None, or the first step whose loss was not finite (records from it on are NaN).
+
+  Batched runs (``lintraj.batch_gradient_descent``) add a leading batch axis to every field.
+  """
+
+  step: Any
+  loss: Any
+  balancedness: Any
+  deficiency_margin: Any
+  grad_norm: Any
+  layer_singular_values: tuple
+  end_to_end_singular_values: Any
+  final: tuple
+  diverged_step: Any = None
+
+
+def record(weights, loss_value, grads, target) -> dict:
+  """The recorded metrics of one point: a dict keyed by :data:`RECORDED_FIELDS`."""
+  dtype = weights[0].dtype
+  margin = (jnp.full((), jnp.nan, dtype) if target is None
+            else metrics.deficiency_margin(weights, target).astype(dtype))
+  return dict(
+      loss=loss_value,
+      balancedness=metrics.balancedness(weights),
+      deficiency_margin=margin,
+      grad_norm=jnp.sqrt(sum(jnp.sum(g ** 2) for g in grads)),
+      layer_singular_values=metrics.layer_singular_values(weights),
+      end_to_end_singular_values=metrics.end_to_end_singular_values(weights),
+  )
+
+
+def mask_record(rec: dict, invalid) -> dict:
+  """``rec`` with every entry replaced by NaN where ``invalid`` is true."""
+  return jax.tree_util.tree_map(lambda x: jnp.where(invalid, jnp.nan, x), rec)
