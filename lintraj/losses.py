@@ -190,8 +190,9 @@ def matrix_completion(mask, values) -> Loss:
     Arora, Cohen, Hu, Luo. Implicit Regularization in Deep Matrix Factorization. NeurIPS 2019
     (arXiv 1905.13655), Section 2.
   """
-  values = as_float_array(np.where(np.asarray(mask, bool), np.asarray(values), 0.0), "values")
-  mask = jnp.asarray(np.asarray(mask, bool), values.dtype)
+  mask, values = np.asarray(mask, bool), np.asarray(values)
   if mask.shape != values.shape or values.ndim != 2:
     raise ValueError(f"mask {mask.shape} and values {values.shape} must be the same (d_N, d_0) shape.")
+  values = as_float_array(np.where(mask, values, 0.0), "values")
+  mask = jnp.asarray(mask, values.dtype)
   return Loss(_observed_error, data=(mask, values), name="matrix_completion")

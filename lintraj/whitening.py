@@ -42,10 +42,10 @@ def whiten(x, y, *, rtol: float = 1e-10):
   """
   x, y = check_regression_data(x, y)
   m = x.shape[0]
-  centred = x - x.mean(axis=0)
+  centred = x - x.mean(axis=0, keepdims=True)
   eigvals, eigvecs = jnp.linalg.eigh(centred.T @ centred / m)
   keep = eigvals > rtol * eigvals[-1]
   if not bool(jnp.any(keep)):
     raise ValueError("x has zero variance in every direction; whitening needs varying inputs.")
-  x_white = (centred @ eigvecs[:, keep]) / jnp.sqrt(eigvals[keep])
+  x_white = (centred @ eigvecs[:, keep]) / jnp.sqrt(eigvals[keep])[None, :]
   return x_white, y.T @ x_white / m

@@ -1,0 +1,181 @@
+"""gradient_descent and train against an independent NumPy reference; semantics of a run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import lintraj as lt
+from lintraj import dynamics
+from tests import numpy_reference as ref
+
+DIMS = [(5, 7, 4, 3), (6, 9, 5, 8, 1), (3, 3), (4, 6, 2), (2, 5, 6, 7, 3)]
+
+
+def _rel_err(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+def _problem(dims, seed=0, scale=0.6):
+  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+  ws = lt.init.gaussian(k1, dims, std=scale / np.sqrt(max(dims)))
+  phi = jax.random.normal(k2, (dims[-1], dims[0]))
+  return ws, phi / jnp.linalg.norm(phi)
+
+
+@pytest.mark.parametrize("dims", DIMS)
+def test_matches_numpy_reference_float64(x64, dims):
+  ws, phi = _problem(dims)
+  traj = lt.gradient_descent(ws, lt.losses.target(phi), lr=0.05, steps=37, record_every=4)
+  records, final = ref.gradient_descent(ws, np.asarray(phi), 0.05, 37, 4)
+  assert traj.loss.dtype == jnp.float64
+  assert len(records) == traj.step.shape[0] == 37 // 4 + 1
+  np.testing.assert_array_equal(traj.step, np.arange(10) * 4)
+  for name in ("loss", "balancedness", "deficiency_margin", "grad_norm", "end_to_end_singular_values"):
+    assert _rel_err(getattr(traj, name), [r[name] for r in records]) <= 1e-8, name
+  for j, sv in enumerate(traj.layer_singular_values):
+    assert _rel_err(sv, [r["layer_singular_values"][j] for r in records]) <= 1e-8
+  for w, w_ref in zip(traj.final, final):
+    assert _rel_err(w, w_ref) <= 1e-8
+  assert traj.diverged_step is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(depth=st.integers(1, 6), data=st.data())
+def test_metrics_match_numpy_for_random_shapes(depth, data):
+  dims = tuple(data.draw(st.integers(1, 12)) for _ in range(depth + 1))
+  seed = data.draw(st.integers(0, 2**16))
+  with jax.enable_x64(True):
+    ws, phi = _problem(dims, seed)
+    expected = ref.metrics(ws, np.asarray(phi))
+    rec = lt.trajectory.record(ws, lt.losses.target(phi)(lt.end_to_end(ws)),
+                               jax.grad(lambda v: lt.losses.target(phi)(lt.end_to_end(v)))(ws), phi)
+    for name in ("loss", "balancedness", "deficiency_margin", "grad_norm", "end_to_end_singular_values"):
+      np.testing.assert_allclose(rec[name], expected[name], rtol=1e-8, atol=1e-12, err_msg=name)
+    for got, want in zip(rec["layer_singular_values"], expected["layer_singular_values"]):
+      np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps,record_every", [(0, 1), (10, 1), (10, 3), (10, 10), (10, 25), (12, 4)])
+def test_record_every_semantics(x64, steps, record_every):
+  """Records at steps 0, k, 2k, ..., T = steps // k + 1; final is after all steps."""
+  ws, phi = _problem((3, 4, 2))
+  loss = lt.losses.target(phi)
+  traj = lt.gradient_descent(ws, loss, lr=0.1, steps=steps, record_every=record_every)
+  every = lt.gradient_descent(ws, loss, lr=0.1, steps=steps, record_every=1)
+  assert traj.step.shape == (steps // record_every + 1,)
+  np.testing.assert_array_equal(traj.step, np.arange(steps // record_every + 1) * record_every)
+  np.testing.assert_allclose(traj.loss, every.loss[::record_every], rtol=1e-13)
+  for a, b in zip(traj.final, every.final):
+    np.testing.assert_allclose(a, b, rtol=1e-13)
+  assert traj.layer_singular_values[1].shape == (steps // record_every + 1, 2)
+
+
+def test_float32_by_default_and_close_to_float64():
+  ws, phi = _problem((4, 5, 3))
+  traj32 = lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, steps=50, record_every=5)
+  assert traj32.loss.dtype == jnp.float32 and traj32.final[0].dtype == jnp.float32
+  with jax.enable_x64(True):
+    ws64 = tuple(jnp.asarray(w, jnp.float64) for w in ws)
+    traj64 = lt.gradient_descent(ws64, lt.losses.target(jnp.asarray(phi, jnp.float64)), lr=0.1, steps=50,
+                                 record_every=5)
+  assert traj64.loss.dtype == jnp.float64
+  np.testing.assert_allclose(traj32.loss, traj64.loss, rtol=1e-4)
+
+
+def test_no_recompile_for_new_target_data_or_lr():
+  ws, phi = _problem((4, 6, 3))
+  kwargs = dict(steps=7, record_every=2)
+  lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, **kwargs)
+  before = dynamics._gradient_descent_run._cache_size()
+  lt.gradient_descent(ws, lt.losses.target(2 * phi), lr=0.05, **kwargs)
+  lt.gradient_descent(tuple(w + 1 for w in ws), lt.losses.target(-phi), lr=0.3, **kwargs)
+  assert dynamics._gradient_descent_run._cache_size() == before
+  x = jax.random.normal(jax.random.PRNGKey(3), (20, 4))
+  lt.gradient_descent(ws, lt.losses.regression(x, x[:, :3]), lr=0.1, **kwargs)
+  after_regression = dynamics._gradient_descent_run._cache_size()
+  lt.gradient_descent(ws, lt.losses.regression(2 * x, x[:, 1:]), lr=0.2, **kwargs)
+  assert dynamics._gradient_descent_run._cache_size() == after_regression
+
+
+def test_train_with_sgd_equals_gradient_descent(x64):
+  ws, phi = _problem((5, 4, 4, 2))
+  loss = lt.losses.target(phi)
+  gd = lt.gradient_descent(ws, loss, lr=0.07, steps=30, record_every=3)
+  sgd = lt.train(ws, loss, optax.sgd(0.07), steps=30, record_every=3)
+  for name in ("loss", "balancedness", "grad_norm", "deficiency_margin"):
+    np.testing.assert_allclose(getattr(sgd, name), getattr(gd, name), rtol=1e-12, err_msg=name)
+  for a, b in zip(sgd.final, gd.final):
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_train_with_momentum_matches_numpy_heavy_ball(x64):
+  ws, phi = _problem((3, 4, 2))
+  traj = lt.train(ws, lt.losses.target(phi), optax.sgd(0.05, momentum=0.9), steps=20, record_every=20)
+  w_np = [np.asarray(w) for w in ws]
+  velocity = [np.zeros_like(w) for w in w_np]
+  for _ in range(20):
+    grads = ref.layer_gradients(w_np, ref.product(w_np, 1, len(w_np)) - np.asarray(phi))
+    velocity = [g + 0.9 * v for g, v in zip(grads, velocity)]
+    w_np = [w - 0.05 * v for w, v in zip(w_np, velocity)]
+  for a, b in zip(traj.final, w_np):
+    np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_target_free_loss_has_nan_margin():
+  ws, _ = _problem((3, 4, 2))
+  traj = lt.gradient_descent(ws, lambda w: jnp.sum(w ** 2), lr=0.1, steps=5)
+  assert np.all(np.isnan(traj.deficiency_margin))
+  assert np.all(np.isfinite(traj.loss)) and traj.loss[-1] < traj.loss[0]
+
+
+def test_divergence_is_flagged_and_earlier_records_are_intact(x64):
+  """Scalar N = 2 with an unbalanced init (w1 = 10, w2 = 0.05) and lr 1: the loss blows up."""
+  ws = (jnp.array([[10.0]]), jnp.array([[0.05]]))
+  loss = lt.losses.target(jnp.array([[1.0]]))
+  traj = lt.gradient_descent(ws, loss, lr=1.0, steps=200, record_every=1)
+  d = traj.diverged_step
+  assert isinstance(d, int) and 0 < d < 200
+  finite = lt.gradient_descent(ws, loss, lr=1.0, steps=d - 1, record_every=1)
+  np.testing.assert_array_equal(traj.loss[:d], finite.loss)
+  assert np.all(np.isfinite(traj.loss[:d])) and np.all(np.isnan(traj.loss[d:]))
+  assert np.all(np.isnan(traj.end_to_end_singular_values[d:]))
+  frozen = lt.gradient_descent(ws, loss, lr=1.0, steps=d, record_every=1)
+  for a, b in zip(traj.final, frozen.final):
+    np.testing.assert_array_equal(a, b)
+
+
+def _valid():
+  return lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=1.0), lt.losses.target(jnp.ones((2, 3)))
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(weights=(jnp.ones((4, 3)), jnp.ones((2, 5)))), "do not chain"),
+    (dict(weights=(jnp.ones(3),)), "2-D"),
+    (dict(weights=()), "non-empty"),
+    (dict(loss=lt.losses.target(jnp.ones((3, 2)))), "target has shape"),
+    (dict(lr=0.0), "lr must be"),
+    (dict(lr=-1.0), "lr must be"),
+    (dict(lr=float("nan")), "lr must be"),
+    (dict(lr=float("inf")), "lr must be"),
+    (dict(steps=-1), "steps must be"),
+    (dict(steps=2.5), "steps must be"),
+    (dict(record_every=0), "record_every must be"),
+    (dict(loss="mse"), "loss must be"),
+])
+def test_bad_input_raises_before_tracing(change, match):
+  ws, loss = _valid()
+  kwargs = dict(weights=ws, loss=loss, lr=0.1, steps=5, record_every=1) | change
+  before = dynamics._gradient_descent_run._cache_size()
+  with pytest.raises(ValueError, match=match):
+    lt.gradient_descent(kwargs.pop("weights"), kwargs.pop("loss"), **kwargs)
+  assert dynamics._gradient_descent_run._cache_size() == before
+
+
+def test_train_rejects_non_optax_optimizer():
+  ws, loss = _valid()
+  with pytest.raises(ValueError, match="optax"):
+    lt.train(ws, loss, "adam", steps=3)
