@@ -4,8 +4,14 @@ Weights are a plain tuple ``(W_1, ..., W_N)``, ``W_j`` of shape ``(d_j, d_{j-1})
 """
 
 from lintraj import init, losses, metrics
+from lintraj import singular_values
+from lintraj import theory
+from lintraj import landscape
+from lintraj.flow import gradient_flow
 from lintraj.dynamics import gradient_descent, train
-from lintraj.io import load, save
+from lintraj.io import load, resume, save
+from lintraj import sweep
+from lintraj.sweep import batch_gradient_descent
 from lintraj.network import end_to_end, layer_dims
 from lintraj.trajectory import Trajectory
 from lintraj.whitening import whiten
@@ -16,12 +22,19 @@ __all__ = [
     "init",
     "losses",
     "metrics",
+    "singular_values",
     "end_to_end",
     "layer_dims",
     "gradient_descent",
     "train",
+    "theory",
+    "landscape",
+    "gradient_flow",
     "Trajectory",
     "whiten",
     "save",
     "load",
+    "resume",
+    "sweep",
+    "batch_gradient_descent",
 ]

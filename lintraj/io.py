@@ -1,7 +1,8 @@
-"""Saving and loading trajectories: one ``.npz`` of arrays with JSON metadata, no pickle."""
+"""Saving and loading trajectories and checkpoints: ``.npz`` of arrays with JSON metadata, no pickle."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -10,16 +11,57 @@ import zipfile
 import jax
 import numpy as np
 
+from lintraj.losses import Loss
 from lintraj.trajectory import Trajectory
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "resume", "write_checkpoint", "read_checkpoint"]
 
 _METADATA_KEY = "__metadata__"
+_STEP_FIELDS = ("diverged_step", "stopped_step")
 
 
 def _versions():
   import lintraj
   return {"lintraj": lintraj.__version__, "jax": jax.__version__, "numpy": np.__version__}
+
+
+def _write_npz(path, arrays: dict, header: dict) -> str:
+  """Write ``arrays`` and the JSON ``header`` to ``path`` atomically (temporary file, then rename)."""
+  path = os.fspath(path)
+  try:
+    meta_json = json.dumps(dict(header, versions=_versions()))
+  except TypeError as err:
+    raise ValueError(f"metadata must be JSON-serialisable (numbers, strings, lists, dicts): {err}") from None
+  arrays = dict(arrays, **{_METADATA_KEY: np.frombuffer(meta_json.encode(), dtype=np.uint8)})
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return path
+
+
+def _read_npz(path, what: str):
+  """``(arrays, header)`` of a file written by :func:`_write_npz`, or ValueError if unreadable."""
+  path = os.fspath(path)
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      arrays = {k: data[k] for k in data.files}
+    header = json.loads(arrays.pop(_METADATA_KEY).tobytes().decode())
+    if not isinstance(header, dict):
+      raise ValueError("its metadata is not a JSON object")
+  except FileNotFoundError:
+    raise
+  except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as err:
+    raise ValueError(f"{path} is not a readable lintraj {what} file (truncated or corrupted?): "
+                     f"{type(err).__name__}: {err}") from None
+  return arrays, header
 
 
 def save(path, trajectory: Trajectory, **metadata) -> str:
@@ -38,7 +80,6 @@ def save(path, trajectory: Trajectory, **metadata) -> str:
     >>> bool((loaded.loss == traj.loss).all()), meta["lr"]
     (True, 0.1)
   """
-  path = os.fspath(path)
   arrays, fields = {}, {}
   for name, value in trajectory._asdict().items():
     if isinstance(value, tuple):
@@ -49,47 +90,179 @@ def save(path, trajectory: Trajectory, **metadata) -> str:
     else:
       fields[name] = {"array": True}
       arrays[name] = np.asarray(value)
-  try:
-    meta_json = json.dumps({"fields": fields, "metadata": metadata, "versions": _versions()})
-  except TypeError as err:
-    raise ValueError(f"metadata must be JSON-serialisable (numbers, strings, lists, dicts): {err}") from None
-  arrays[_METADATA_KEY] = np.frombuffer(meta_json.encode(), dtype=np.uint8)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return path
+  return _write_npz(path, arrays, {"fields": fields, "metadata": metadata})
 
 
 def load(path):
   """Read a file written by :func:`save`: returns ``(trajectory, metadata)``.
 
-  Arrays come back as NumPy arrays, bit-identical to what was saved. A truncated, corrupted
-  or foreign file raises ``ValueError`` saying so.
+  Arrays come back as NumPy arrays, bit-identical to what was saved (``diverged_step`` and
+  ``stopped_step`` of a single run as int or None). The metadata holds what was passed to
+  :func:`save` and ``"versions"`` (of lintraj, jax and numpy that wrote the file). A truncated,
+  corrupted or foreign file raises ``ValueError`` saying so.
   """
-  path = os.fspath(path)
+  arrays, header = _read_npz(path, "trajectory")
+  if "checkpoint" in header:
+    raise ValueError(f"{os.fspath(path)} is a checkpoint, not a saved trajectory; continue it with "
+                     "lintraj.resume(path).")
   try:
-    with np.load(path, allow_pickle=False) as data:
-      arrays = {k: data[k] for k in data.files}
-    header = json.loads(arrays.pop(_METADATA_KEY).tobytes().decode())
-  except FileNotFoundError:
-    raise
-  except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as err:
-    raise ValueError(f"{path} is not a readable lintraj trajectory file (truncated or corrupted?): {err}") from None
-  values = {}
-  for name, kind in header["fields"].items():
-    if "tuple" in kind:
-      values[name] = tuple(arrays[f"{name}/{i}"] for i in range(kind["tuple"]))
-    elif "none" in kind:
-      values[name] = None
-    else:
-      value = arrays[name]
-      values[name] = value.item() if name == "diverged_step" and value.ndim == 0 else value
-  return Trajectory(**values), header["metadata"]
+    values = {}
+    for name, kind in header["fields"].items():
+      if "tuple" in kind:
+        values[name] = tuple(arrays[f"{name}/{i}"] for i in range(kind["tuple"]))
+      elif "none" in kind:
+        values[name] = None
+      else:
+        value = arrays[name]
+        values[name] = value.item() if name in _STEP_FIELDS and value.ndim == 0 else value
+    return Trajectory(**values), {"versions": header.get("versions"), **header["metadata"]}
+  except (KeyError, TypeError, AttributeError) as err:
+    raise ValueError(f"{os.fspath(path)} is not a lintraj trajectory file (missing or unknown "
+                     f"entry {err}); was it written by lintraj.save?") from None
+
+
+def _tree_to_arrays(tree, prefix: str, arrays: dict):
+  """A JSON description of a pytree of None/tuple/list/str-keyed dict/array, its arrays added to ``arrays``."""
+  if tree is None:
+    return None
+  if isinstance(tree, (tuple, list)):
+    return {type(tree).__name__: [_tree_to_arrays(x, f"{prefix}/{i}", arrays) for i, x in enumerate(tree)]}
+  if isinstance(tree, dict) and all(isinstance(k, str) for k in tree):
+    return {"dict": {k: _tree_to_arrays(v, f"{prefix}/{k}", arrays) for k, v in tree.items()}}
+  try:
+    arrays[prefix] = np.asarray(tree)
+  except (TypeError, ValueError, RuntimeError):
+    raise ValueError(f"the loss's data contain a {type(tree).__name__}, which a checkpoint cannot "
+                     "store; use arrays in tuples, lists or dicts.") from None
+  return {"array": prefix}
+
+
+def _tree_from_arrays(spec, arrays: dict):
+  if spec is None:
+    return None
+  if "array" in spec:
+    return arrays[spec["array"]]
+  if "dict" in spec:
+    return {k: _tree_from_arrays(v, arrays) for k, v in spec["dict"].items()}
+  kind, = spec
+  return {"tuple": tuple, "list": list}[kind](_tree_from_arrays(x, arrays) for x in spec[kind])
+
+
+def _function_reference(fn):
+  """``"module:qualname"`` for a module-level lintraj function (resolvable on resume), else None."""
+  module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+  if not module or not module.startswith("lintraj.") or "<" in qualname:
+    return None
+  return f"{module}:{qualname}" if _resolve(f"{module}:{qualname}") is fn else None
+
+
+def _resolve(reference: str):
+  module, qualname = reference.split(":")
+  value = importlib.import_module(module)
+  for part in qualname.split("."):
+    value = getattr(value, part, None)
+  return value
+
+
+def write_checkpoint(path, run: str, *, call: dict, arrays: dict, loss: Loss, state_arrays: dict) -> str:
+  """Write a checkpoint of a run atomically: its call (JSON and arrays), its loss and its state.
+
+  Args:
+    path: where (a ``.npz`` file).
+    run: the kind of run (``"gradient_descent"`` or ``"batch_gradient_descent"``).
+    call: JSON-serialisable arguments of the run.
+    arrays: its array arguments (NumPy).
+    loss: its :class:`lintraj.losses.Loss` (data and target are stored; the function by reference
+      if it is a lintraj loss, else :func:`resume` needs ``loss=``).
+    state_arrays: the state, NumPy arrays by name.
+
+  Under ``jax.distributed.initialize()`` only process 0 writes (the others return the path).
+  """
+  if jax.process_index() != 0:
+    return os.fspath(path)
+  loss_arrays = {}
+  loss_header = dict(name=loss.name, fn=_function_reference(loss.fn),
+                     data=_tree_to_arrays(loss.data, "loss/data", loss_arrays),
+                     target=_tree_to_arrays(loss.target, "loss/target", loss_arrays))
+  all_arrays = {**{f"call/{k}": v for k, v in arrays.items()}, **loss_arrays,
+                **{f"state/{k}": v for k, v in state_arrays.items()}}
+  return _write_npz(path, all_arrays, {"checkpoint": run, "call": call, "loss": loss_header})
+
+
+def read_checkpoint(path, loss=None):
+  """``(run, call, arrays, loss, state_arrays)`` from a file written by :func:`write_checkpoint`.
+
+  ``loss`` replaces the stored loss function (needed when it is not a lintraj loss); its data
+  and target must equal the stored ones.
+  """
+  arrays, header = _read_npz(path, "checkpoint")
+  path = os.fspath(path)
+  if "checkpoint" not in header:
+    raise ValueError(f"{path} is a saved trajectory, not a checkpoint; read it with lintraj.load(path).")
+  try:
+    spec = header["loss"]
+    stored = Loss(None, data=_tree_from_arrays(spec["data"], arrays),
+                  target=_tree_from_arrays(spec["target"], arrays), name=spec["name"])
+    call = {k[len("call/"):]: v for k, v in arrays.items() if k.startswith("call/")}
+    state = {k[len("state/"):]: v for k, v in arrays.items() if k.startswith("state/")}
+    run, call_header = header["checkpoint"], header["call"]
+  except (KeyError, TypeError, ValueError) as err:
+    raise ValueError(f"{path} is not a complete lintraj checkpoint (missing {err}).") from None
+  if loss is None:
+    if spec["fn"] is None:
+      raise ValueError(f"{path} was written by a run of the loss {spec['name']!r}, a function "
+                       "lintraj cannot import by itself; pass it: lintraj.resume(path, loss=loss).")
+    stored.fn = _resolve(spec["fn"])
+    loss = stored
+  else:
+    from lintraj.losses import as_loss
+    loss = as_loss(loss)
+    given, kept = (loss.data, loss.target), (stored.data, stored.target)
+    same = jax.tree_util.tree_structure(given) == jax.tree_util.tree_structure(kept) and all(
+        np.array_equal(np.asarray(a), b)
+        for a, b in zip(jax.tree_util.tree_leaves(given), jax.tree_util.tree_leaves(kept)))
+    if not same:
+      raise ValueError(f"the loss passed to resume has other data or target than the one {path} was "
+                       "run with; pass the same loss.")
+  return run, call_header, call, loss, state
+
+
+def resume(path, *, loss=None, progress: bool = False, devices=None) -> Trajectory:
+  r"""Continue a run from its checkpoint to the end and return its trajectory.
+
+  The records are bit-identical to those of the same run done without interruption. The
+  checkpoint keeps being updated as the run goes on (a finished run's checkpoint just returns
+  its trajectory).
+
+  Args:
+    path: a file written by ``gradient_descent(..., checkpoint=path, checkpoint_every=K)`` or
+      :func:`lintraj.batch_gradient_descent` with the same arguments.
+    loss: the loss, needed only when its function is not a lintraj loss (a user function); it
+      must have the same data and target.
+    progress: show a progress bar.
+    devices: for a batched run, the devices to spread its lanes over (default: all). With
+      another number of devices than the interrupted run, the chunk that was running continues
+      with another number of lanes per device (its records then agree to rounding, not bit for bit).
+
+  Returns:
+    A :class:`lintraj.Trajectory`, as the interrupted call would have returned.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, lintraj as lt, tempfile, os
+    >>> ws = lt.init.balanced(jax.random.PRNGKey(0), (2, 2, 1), std=0.5)
+    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+    >>> traj = lt.gradient_descent(ws, lt.losses.target(jnp.ones((1, 2))), lr=0.1, steps=20,
+    ...                            checkpoint=path, checkpoint_every=5)
+    >>> bool((lt.resume(path).loss == traj.loss).all())
+    True
+  """
+  run, call, arrays, loss, state = read_checkpoint(path, loss)
+  if not jax.config.jax_enable_x64 and any(a.dtype == np.float64 for a in state.values()):
+    raise ValueError(f"{os.fspath(path)} holds a float64 run; resume it inside `with jax.enable_x64(True):`.")
+  if run == "gradient_descent":
+    from lintraj import dynamics
+    return dynamics.resume_gradient_descent(path, call, arrays, loss, state, progress)
+  if run == "batch_gradient_descent":
+    from lintraj import sweep
+    return sweep.resume_batch_gradient_descent(path, call, arrays, loss, state, progress, devices)
+  raise ValueError(f"{os.fspath(path)} is a checkpoint of an unknown kind of run {run!r}.")

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from lintraj import metrics
+from lintraj import singular_values as sv
+from lintraj.network import end_to_end
 
 __all__ = ["Trajectory", "record", "RECORDED_FIELDS"]
 
@@ -29,6 +31,7 @@ class Trajectory(NamedTuple):
     end_to_end_singular_values: ``(T, min(d_0, d_N))``, descending.
     final: the weights after the last step.
     diverged_step: None, or the first step whose loss was not finite (records from it on are NaN).
+    stopped_step: None, or the first step whose loss was <= ``stop_at_loss`` (records from it on repeat).
 
   Batched runs (``lintraj.batch_gradient_descent``) add a leading batch axis to every field.
   """
@@ -42,20 +45,37 @@ class Trajectory(NamedTuple):
   end_to_end_singular_values: Any
   final: tuple
   diverged_step: Any = None
+  stopped_step: Any = None
 
 
-def record(weights, loss_value, grads, target) -> dict:
-  """The recorded metrics of one point: a dict keyed by :data:`RECORDED_FIELDS`."""
+def record(weights, loss_value, grads, target, *, singular_values: str = "batched") -> dict:
+  r"""The recorded metrics of one point: a dict keyed by :data:`RECORDED_FIELDS`.
+
+  The singular values of the layers and of :math:`W_{1:N}` are computed together, so that
+  matrices of equal shape share one batched SVD call (``singular_values="batched"``, the
+  default); ``singular_values="exact"`` makes one call per matrix. Both give the same values,
+  within :math:`O(\varepsilon)\,\sigma_{\max}` of the exact ones (see
+  :mod:`lintraj.singular_values`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> ws = (jnp.eye(2), 2 * jnp.eye(2))
+    >>> rec = record(ws, jnp.array(0.0), ws, None)
+    >>> [s.tolist() for s in rec["layer_singular_values"]], rec["end_to_end_singular_values"].tolist()
+    ([[1.0, 1.0], [2.0, 2.0]], [2.0, 2.0])
+  """
   dtype = weights[0].dtype
   margin = (jnp.full((), jnp.nan, dtype) if target is None
             else metrics.deficiency_margin(weights, target).astype(dtype))
+  *layer_sv, end_to_end_sv = sv.singular_values(tuple(weights) + (end_to_end(weights),),
+                                                 singular_values)
   return dict(
       loss=loss_value,
       balancedness=metrics.balancedness(weights),
       deficiency_margin=margin,
       grad_norm=jnp.sqrt(sum(jnp.sum(g ** 2) for g in grads)),
-      layer_singular_values=metrics.layer_singular_values(weights),
-      end_to_end_singular_values=metrics.end_to_end_singular_values(weights),
+      layer_singular_values=tuple(layer_sv),
+      end_to_end_singular_values=end_to_end_sv,
   )
 
 
