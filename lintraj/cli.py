@@ -1,8 +1,10 @@
-"""The ``lintraj`` command line: ``lintraj run`` trains one network from flags."""
+"""The ``lintraj`` command line: ``lintraj run`` trains one network from flags; ``lintraj reproduce
+NAME`` reproduces a paper's figure (``lintraj reproduce --list`` lists them)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -34,6 +36,21 @@ def _parser():
   target.add_argument("--target", help="a .npy file holding the (d_N, d_0) target Phi")
   run.add_argument("--x64", action="store_true", help="run in float64")
   run.add_argument("--out", default="out/run", help="output folder (default out/run)")
+  reproduce = commands.add_parser(
+      "reproduce", help="reproduce a paper's figure: write NAME.png (and .pdf), NAME.json and tables as CSV",
+      description="Reproduce a paper's figure with lintraj. The default follows the paper's protocol "
+                  "(or a documented smaller version); --quick runs a small version in seconds.")
+  reproduce.add_argument("name", nargs="?", help="the reproduction (see --list)")
+  reproduce.add_argument("--list", action="store_true", help="list the reproductions and exit")
+  reproduce.add_argument("--quick", action="store_true", help="small grids and iteration caps (seconds)")
+  reproduce.add_argument("--full", action="store_true",
+                         help="arora2019-fig1: the finer grid of the full protocol (longer; see the README)")
+  reproduce.add_argument("--data", help="arora2019-fig1: a CSV file (features, label last) instead of the "
+                                        "synthetic target; whitened with lintraj.whiten")
+  reproduce.add_argument("--out", help="output folder (default out/NAME)")
+  reproduce.add_argument("--pdf", action="store_true", help="also write the figure as PDF")
+  reproduce.add_argument("--seed", type=int, help="random seed (default 0)")
+  reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
   return parser
 
 
@@ -81,13 +98,35 @@ def _run(args):
   print(f"wrote {args.out}/trajectory.npz, summary.json, trajectory.png")
 
 
+def _reproduce(args):
+  from lintraj import reproductions
+
+  if args.list:
+    for name in reproductions.names():
+      print(f"{name:>26}  {reproductions.describe(name).summary}")
+    return
+  if args.name is None:
+    raise ValueError("name the reproduction to run, e.g. lintraj reproduce arora2019-fig1 "
+                     "(lintraj reproduce --list lists them).")
+  entry = reproductions.describe(args.name)
+  asked = dict(pdf=args.pdf or None, seed=args.seed, full=args.full or None, data=args.data)
+  options = {k: v for k, v in asked.items() if v is not None}
+  if "progress" in entry.options:  # progress bars when tqdm is installed (pip install 'lintraj[progress]')
+    options["progress"] = not args.no_progress and importlib.util.find_spec("tqdm") is not None
+  start = time.perf_counter()
+  results = reproductions.run(args.name, quick=args.quick, out_dir=args.out, **options)
+  print(f"{args.name}: finished in {time.perf_counter() - start:.1f} s")
+  for path in results.get("files", {}).values():
+    print(f"  wrote {path}")
+
+
 def main(argv=None) -> int:
   """Entry point of the ``lintraj`` console script."""
   args = _parser().parse_args(argv)
   import jax
   with jax.enable_x64(getattr(args, "x64", False)):
     try:
-      {"run": _run}[args.command](args)
+      {"run": _run, "reproduce": _reproduce}[args.command](args)
     except ValueError as err:
       print(f"lintraj: error: {err}", file=sys.stderr)
       return 2

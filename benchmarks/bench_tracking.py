@@ -1,0 +1,280 @@
+"""Tracking throughput: steps/s of gradient descent recording every metric, against the loops
+researchers write (PyTorch eager, NumPy), and every singular-value candidate lintraj considered.
+
+Rows, all measured side by side in one process (repetitions interleaved, median kept):
+
+- ``lintraj``: :func:`lintraj.gradient_descent` as shipped (default ``singular_values="batched"``).
+- ``lintraj, LAPACK 1 thread``: the same call inside :func:`lintraj.singular_values.lapack_single_thread`
+  (XLA's threads and the OpenBLAS threads of jaxlib's LAPACK contend on a small CPU).
+- ``torch``, ``numpy``: :mod:`reference_torch`, :mod:`reference_numpy` with default threads, and
+  the same with one thread (``torch.set_num_threads(1)``; every OpenBLAS held to one thread).
+- ``cand: <name>`` (LAPACK on one thread, as above, so that thread contention does not drown the
+  algorithms' differences): one compiled scan (this file's :func:`candidate_runner`, the same
+  loss, update and :func:`lintraj.trajectory.record` fields) with the singular values computed by
+  candidate ``<name>``: ``exact`` (one LAPACK SVD per matrix), ``batched`` (the library default:
+  equal shapes in batched calls of up to 8), ``gram`` (``sqrt(eigvalsh(W^T W))``, the Gram
+  balancedness already needs), ``tracked`` (stateful prototype, see :func:`_track_one`:
+  Rayleigh-Ritz from the previous record's right singular vectors, one simultaneous first-order
+  Jacobi correction, Newton-Schulz re-orthonormalisation, an exact SVD re-sync every 50 records;
+  no error control). Their ``max err`` column is the largest ``|sigma - sigma_exact| / sigma_max``
+  over every record and matrix, against ``cand: exact`` on the same weights.
+
+Usage: ``python benchmarks/bench_tracking.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import functools
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import reference_numpy  # noqa: E402
+from common import lt  # noqa: E402
+from lintraj import singular_values as sv  # noqa: E402
+from lintraj import trajectory  # noqa: E402
+
+try:
+  import reference_torch
+except ImportError:  # torch is the optional `bench` extra
+  reference_torch = None
+try:
+  import threadpoolctl
+except ImportError:
+  threadpoolctl = None
+
+
+@contextlib.contextmanager
+def torch_one_thread():
+  threads = reference_torch.torch.get_num_threads()
+  reference_torch.torch.set_num_threads(1)
+  try:
+    yield
+  finally:
+    reference_torch.torch.set_num_threads(threads)
+
+
+CONFIGS = ((4, 16), (8, 64), (8, 128), (16, 32))
+RECORD_EVERY = (1, 10)
+RESYNC = 50
+
+
+# ---- singular-value candidates: f(matrices, state, resync) -> (values, state) ----------------
+
+def _exact(matrices, state, resync):
+  return sv.singular_values(matrices, "exact"), state
+
+
+def _batched(matrices, state, resync):
+  return sv.singular_values(matrices, "batched"), state
+
+
+def _gram(matrices, state, resync):
+  out = []
+  for m in matrices:
+    m = m if m.shape[0] >= m.shape[1] else m.T
+    out.append(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(m.T @ m)[::-1], 0.0)))
+  return tuple(out), state
+
+
+def _tall(m):
+  return m if m.shape[0] >= m.shape[1] else m.T
+
+
+def tracked_init(matrices):
+  """The prototype's state: exact right singular vectors of each (tall-oriented) matrix."""
+  return tuple(jnp.linalg.svd(_tall(m), full_matrices=False)[2].T for m in matrices)
+
+
+def _track_one(m, v):
+  """Values and refreshed vectors from the previous vectors ``v`` (a few matmuls).
+
+  With ``b = m v`` and ``c = b^T b``, every pair of columns whose coupling is small against its
+  gap (``|c_ik| <= 0.1 |c_kk - c_ii|``) is rotated at once by the first-order Jacobi angle
+  ``c_ik / (c_kk - c_ii)``; pairs inside a cluster are left mixed (their values differ by at most
+  the cluster's spread). ``v`` is re-orthonormalised by one Newton-Schulz step and the values are
+  the column norms of ``m v``. No error control: the exact re-sync every RESYNC records bounds
+  how stale the vectors get.
+  """
+  b = m @ v
+  c = b.T @ b
+  lam = jnp.diag(c)
+  gap = lam[None, :] - lam[:, None]
+  separated = jnp.abs(c) <= 0.1 * jnp.abs(gap)
+  v = v + v @ jnp.where(separated, c / jnp.where(separated, gap, 1.0), 0.0)
+  v = v @ (1.5 * jnp.eye(v.shape[1], dtype=v.dtype) - 0.5 * v.T @ v)
+  return -jnp.sort(-jnp.linalg.norm(m @ v, axis=0)), v
+
+
+def _tracked(matrices, state, resync):
+  tall = tuple(_tall(m) for m in matrices)
+  def exact(_):
+    outs = [jnp.linalg.svd(m, full_matrices=False) for m in tall]
+    return tuple(s for _, s, _ in outs), tuple(vt.T for *_, vt in outs)
+  def track(_):
+    pairs = [_track_one(m, v) for m, v in zip(tall, state)]
+    return tuple(s for s, _ in pairs), tuple(v for _, v in pairs)
+  return lax.cond(resync, exact, track, None)
+
+
+CANDIDATES = dict(exact=_exact, batched=_batched, gram=_gram, tracked=_tracked)
+
+
+def candidate_runner(singular_values_fn):
+  """A jitted ``run(weights, loss, lr, state, steps=, record_every=) -> (records, state)``."""
+  value_and_grad = jax.value_and_grad(lambda ws, loss: loss(lt.end_to_end(ws)))
+
+  def record(ws, value, grads, loss, state, index):
+    fields = trajectory.record(ws, value, grads, loss.target) if singular_values_fn is _batched \
+        else None
+    if fields is None:
+      fields = dict(loss=value, balancedness=lt.metrics.balancedness(ws),
+                    deficiency_margin=lt.metrics.deficiency_margin(ws, loss.target),
+                    grad_norm=jnp.sqrt(sum(jnp.sum(g ** 2) for g in grads)))
+      values, state = singular_values_fn(tuple(ws) + (lt.end_to_end(ws),), state, index % RESYNC == 0)
+      fields["layer_singular_values"], fields["end_to_end_singular_values"] = values[:-1], values[-1]
+    return fields, state
+
+  @functools.partial(jax.jit, static_argnames=("steps", "record_every"))
+  def run(weights, loss, lr, state, steps, record_every):
+    update = lambda ws, gs: tuple(w - lr * g for w, g in zip(ws, gs))
+
+    def step(ws, _):
+      return update(ws, value_and_grad(ws, loss)[1]), None
+
+    def block(carry, index):
+      ws, state = carry
+      value, grads = value_and_grad(ws, loss)
+      rec, state = record(ws, value, grads, loss, state, index)
+      ws, _ = lax.scan(step, update(ws, grads), None, length=record_every - 1)
+      return (ws, state), rec
+
+    (_, state), recs = lax.scan(block, (weights, state), jnp.arange(steps // record_every))
+    return recs, state
+
+  return run
+
+
+def max_error(recs, exact) -> float:
+  """Largest ``|sigma - sigma_exact| / sigma_max`` over records and matrices."""
+  pairs = list(zip(recs["layer_singular_values"], exact["layer_singular_values"]))
+  pairs.append((recs["end_to_end_singular_values"], exact["end_to_end_singular_values"]))
+  return max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.max(np.asarray(b), axis=-1,
+                                                                             keepdims=True)))
+             for a, b in pairs)
+
+
+def measure(depth, width, record_every, quick):
+  weights, phi = common.problem(depth, width)
+  jweights, loss = tuple(jnp.asarray(w) for w in weights), lt.losses.target(phi)
+  lr = jnp.asarray(common.LR, jnp.float32)
+  jax_steps = record_every * 10   # per call; a sample repeats calls to last about `target`
+  ref_steps = record_every * 3
+  runs, steps_of, errors = {}, {}, {}
+  contexts = collections.defaultdict(lambda: contextlib.nullcontext)  # entered once per sample
+
+  outputs = {}
+  for name, fn in CANDIDATES.items():
+    runner = candidate_runner(fn)
+    state = tracked_init(jweights + (lt.end_to_end(jweights),)) if fn is _tracked else ()
+    call = functools.partial(runner, jweights, loss, lr, state, steps=jax_steps,
+                             record_every=record_every)
+    outputs[name] = jax.block_until_ready(call()[0])  # compiles, and keeps the records
+    runs[f"cand: {name}"] = lambda call=call: jax.block_until_ready(call())
+    contexts[f"cand: {name}"] = sv.lapack_single_thread
+    steps_of[f"cand: {name}"] = jax_steps
+  for name in CANDIDATES:
+    errors[f"cand: {name}"] = max_error(outputs[name], outputs["exact"])
+
+  # One lintraj call should last about 0.3 s, so that its fixed per-call cost (argument checks,
+  # tracing shapes) weighs on its rate about as it would on a researcher's long run.
+  with sv.lapack_single_thread():
+    per_step = common.interleaved({"b": runs["cand: batched"]}, 1)["b"] / jax_steps
+  lintraj_steps = jax_steps if quick else record_every * max(10, int(0.3 / per_step / record_every))
+
+  def lintraj_run():
+    jax.block_until_ready(lt.gradient_descent(jweights, loss, lr=common.LR, steps=lintraj_steps,
+                                              record_every=record_every))
+  lintraj_run()  # compile
+  runs["lintraj"], steps_of["lintraj"] = lintraj_run, lintraj_steps
+  if threadpoolctl is not None:
+    runs["lintraj, LAPACK 1 thread"], steps_of["lintraj, LAPACK 1 thread"] = lintraj_run, lintraj_steps
+    contexts["lintraj, LAPACK 1 thread"] = sv.lapack_single_thread
+  if reference_torch is not None:
+    runs["torch"] = lambda: reference_torch.run(weights, phi, lr=common.LR, steps=ref_steps,
+                                                record_every=record_every)
+    steps_of["torch"] = ref_steps
+    runs["torch, 1 thread"], steps_of["torch, 1 thread"] = runs["torch"], ref_steps
+    contexts["torch, 1 thread"] = torch_one_thread
+  runs["numpy"] = lambda: reference_numpy.run(weights, phi, lr=common.LR, steps=ref_steps,
+                                              record_every=record_every)
+  steps_of["numpy"] = ref_steps
+  if threadpoolctl is not None:
+    runs["numpy, BLAS 1 thread"], steps_of["numpy, BLAS 1 thread"] = runs["numpy"], ref_steps
+    contexts["numpy, BLAS 1 thread"] = lambda: threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+
+  # Each sample runs an implementation `reps` times so that it lasts about `target` seconds.
+  target = 0.02 if quick else 0.15
+
+  def sample(name, n):
+    with contexts[name]():
+      for _ in range(n):
+        runs[name]()
+  reps = {}
+  for name in runs:
+    once = common.interleaved({name: lambda name=name: sample(name, 1)}, 1)[name]
+    reps[name] = max(1, int(round(target / max(once, 1e-6))))
+  samples = {name: functools.partial(sample, name, reps[name]) for name in runs}
+  seconds = common.interleaved(samples, 1 if quick else 3)
+  rate = {name: reps[name] * steps_of[name] / seconds[name] for name in runs}
+  rows = []
+  first = ["lintraj", "lintraj, LAPACK 1 thread", "torch", "torch, 1 thread", "numpy",
+           "numpy, BLAS 1 thread"]
+  for name in sorted(runs, key=lambda n: (first + [n]).index(n)):
+    row = dict(depth=depth, width=width, record_every=record_every, impl=name,
+               steps_per_s=rate[name], max_err=errors.get(name))
+    for ref, key in (("torch", "x_torch"), ("numpy", "x_numpy"), ("torch, 1 thread", "x_torch_1t"),
+                     ("numpy, BLAS 1 thread", "x_numpy_1t")):
+      if ref in rate:
+        row[key] = rate[name] / rate[ref]
+    rows.append(row)
+  return rows
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true",
+                      help="a fast smoke run of depth 4 width 16 only (numbers meaningless)")
+  parser.add_argument("--configs", default=None, help="e.g. 4x16,8x128 (default: all)")
+  parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+  args = parser.parse_args(argv)
+  global reference_torch
+  if args.no_torch:
+    reference_torch = None
+  configs = (CONFIGS[:1] if args.quick else CONFIGS) if args.configs is None else tuple(
+      tuple(int(x) for x in c.split("x")) for c in args.configs.split(","))
+  rows = []
+  for depth, width in configs:
+    for record_every in RECORD_EVERY:
+      rows += measure(depth, width, record_every, args.quick)
+      print(f"measured depth {depth} width {width} record_every {record_every}", flush=True)
+  columns = ["depth", "width", "record_every", "impl", "steps_per_s", "x_torch", "x_numpy",
+             "x_torch_1t", "x_numpy_1t", "max_err"]
+  print(common.table(rows, columns))
+  path = common.write("tracking", dict(rows=rows, torch=reference_torch is not None,
+                                       threadpoolctl=threadpoolctl is not None), args.quick)
+  print(f"wrote {path}")
+  return rows
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,289 @@
+"""Each reproduction's qualitative claim, asserted on its quick-mode numbers, plus the registry and
+the `lintraj reproduce` command. A regression in the engine breaks these, not just a picture.
+
+Every quick run happens once (module-scoped fixtures); some go through the command line and read
+the numbers back from the JSON it wrote, so the CLI and the output files are tested on the way.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lintraj import reproductions
+from lintraj.cli import main
+from lintraj.reproductions import acceleration, arora2019_fig1, deep_matrix_factorization, saxe_modes
+
+
+def _strict_json(path):
+  def reject(constant):
+    raise ValueError(f"{path} holds {constant}, which is not strict JSON")
+  with open(path) as f:
+    return json.load(f, parse_constant=reject)
+
+
+def _via_cli(name, out, *extra):
+  assert main(["reproduce", name, "--quick", "--out", str(out), "--no-progress", *extra]) == 0
+  return _strict_json(out / f"{name}.json")
+
+
+@pytest.fixture(scope="module")
+def fig1(tmp_path_factory):
+  return reproductions.run("arora2019-fig1", quick=True, out_dir=tmp_path_factory.mktemp("fig1"))
+
+
+@pytest.fixture(scope="module")
+def residual(tmp_path_factory):
+  return _via_cli("residual-failure", tmp_path_factory.mktemp("residual"), "--pdf")
+
+
+@pytest.fixture(scope="module")
+def rate(tmp_path_factory):
+  return _via_cli("convergence-rate", tmp_path_factory.mktemp("rate"))
+
+
+@pytest.fixture(scope="module")
+def accel(tmp_path_factory):
+  return reproductions.run("acceleration", quick=True, out_dir=tmp_path_factory.mktemp("accel"))
+
+
+@pytest.fixture(scope="module")
+def saxe(tmp_path_factory):
+  return reproductions.run("saxe-modes", quick=True, out_dir=tmp_path_factory.mktemp("saxe"))
+
+
+@pytest.fixture(scope="module")
+def dmf(tmp_path_factory):
+  return _via_cli("deep-matrix-factorization", tmp_path_factory.mktemp("dmf"))
+
+
+# ------------------------------------------------------------------------------------ registry, CLI
+
+def test_registry_names_resolve_to_run_functions():
+  assert {"arora2019-fig1", "convergence-rate", "acceleration", "saxe-modes", "residual-failure",
+          "deep-matrix-factorization"} <= set(reproductions.names())
+  for name in reproductions.names():
+    assert callable(reproductions.get(name)), name
+
+
+def test_registry_rejects_unknown_names_and_options(tmp_path):
+  with pytest.raises(ValueError, match="no reproduction named 'fig9'.*arora2019-fig1"):
+    reproductions.describe("fig9")
+  with pytest.raises(ValueError, match="takes no option data"):
+    reproductions.run("residual-failure", quick=True, out_dir=tmp_path, data="x.csv")
+  assert not list(tmp_path.iterdir())
+
+
+def test_cli_lists_and_reports_errors(capsys, tmp_path):
+  assert main(["reproduce", "--list"]) == 0
+  listed = capsys.readouterr().out
+  assert all(name in listed for name in reproductions.names())
+  assert main(["reproduce", "no-such-figure"]) == 2
+  assert "no reproduction named" in capsys.readouterr().err
+  assert main(["reproduce", "saxe-modes", "--data", str(tmp_path / "x.csv")]) == 2
+  assert "takes no option data" in capsys.readouterr().err
+
+
+def test_cli_writes_figure_pdf_numbers_and_tables(residual):
+  files = residual["files"]
+  for kind in ("png", "pdf"):
+    with open(files[kind], "rb") as f:
+      assert len(f.read()) > 10_000, kind
+  with open(files["csv/escape"]) as f:
+    header, *rows = f.read().splitlines()
+  assert header.split(",") == ["perturbation", "escape_step_depth2", "escape_step_depth4"]
+  assert [int(row.split(",")[1]) for row in rows] == residual["escape"]["2"]
+
+
+# ------------------------------------------------------------------------- arora2019-fig1 (Figure 1)
+
+def _converged(sweep):
+  return {s for s, steps in zip(sweep["std"], sweep["steps"]) if steps >= 0}
+
+
+def test_fig1_balanced_converges_at_every_std_gaussian_only_in_a_band(fig1):
+  stds = fig1["protocol"]["stds"]
+  bands = {}
+  for depth in fig1["protocol"]["depths"]:
+    balanced, gaussian = (fig1["sweeps"][f"{init}/N={depth}"] for init in ("balanced", "gaussian"))
+    assert _converged(balanced) == set(stds), depth
+    bands[depth] = _converged(gaussian)
+    assert min(stds) not in bands[depth] and max(stds) not in bands[depth], (depth, bands[depth])
+    assert bands[depth], f"Gaussian init converged nowhere at depth {depth}"
+  assert bands[8] < bands[3]  # narrower for the deeper network
+
+
+def test_fig1_fastest_lr_is_a_grid_point_and_steps_below_cap(fig1):
+  cap = fig1["protocol"]["caps"][-1]
+  for sweep in fig1["sweeps"].values():
+    for lr, steps in zip(sweep["lr"], sweep["steps"]):
+      assert (steps < 0 and math.isnan(lr)) or (0 < steps <= cap and lr in fig1["protocol"]["lrs"])
+
+
+def test_fig1_panel_c_balancedness_persists_while_weights_grow(fig1):
+  c = fig1["panel_c"]
+  assert c["converged"] and c["final_loss"] <= fig1["protocol"]["threshold"]
+  assert c["balancedness_max"] <= 1.01 * c["balancedness_initial"]
+  assert c["min_gram_norm_initial"] < c["balancedness_initial"] < 0.01 * c["min_gram_norm_final"]
+
+
+def test_fig1_target_is_unit_and_data_path_whitens_a_real_data_set(tmp_path):
+  sklearn = pytest.importorskip("sklearn.datasets")
+  x, y = sklearn.load_diabetes(return_X_y=True)
+  path = tmp_path / "diabetes.csv"
+  np.savetxt(path, np.column_stack([x, y]), delimiter=",", header=",".join(f"f{i}" for i in range(10)) + ",y",
+             comments="")
+  xs, ys = arora2019_fig1.read_csv(path)
+  np.testing.assert_array_equal(xs, x)
+  phi, source = arora2019_fig1.target(128, data=path)
+  assert source["whitened_features"] == 10 and phi.shape == (1, 10)
+  # Independent check: Phi is the least-squares solution in PCA-whitened coordinates, normalised.
+  centred = x - x.mean(0)
+  eigvals, eigvecs = np.linalg.eigh(centred.T @ centred / len(x))
+  white = centred @ eigvecs / np.sqrt(eigvals)
+  coef = np.linalg.lstsq(white, y - y.mean(), rcond=None)[0]
+  np.testing.assert_allclose(np.abs(phi[0]), np.abs(coef) / np.linalg.norm(coef), atol=1e-6)
+  unit, _ = arora2019_fig1.target(128)
+  assert unit.shape == (1, 128) and abs(np.linalg.norm(unit) - 1) < 1e-12
+
+
+def test_fig1_cli_with_real_data(tmp_path):
+  sklearn = pytest.importorskip("sklearn.datasets")
+  x, y = sklearn.load_diabetes(return_X_y=True)
+  np.savetxt(tmp_path / "diabetes.csv", np.column_stack([x, y]), delimiter=",")
+  res = _via_cli("arora2019-fig1", tmp_path / "out", "--data", str(tmp_path / "diabetes.csv"))
+  assert res["target"]["kind"] == "csv" and res["target"]["samples"] == 442
+  for depth in res["protocol"]["depths"]:
+    assert all(s >= 0 for s in res["sweeps"][f"balanced/N={depth}"]["steps"]), depth
+
+
+def test_fig1_rejects_bad_csv(tmp_path):
+  (tmp_path / "bad.csv").write_text("a,b\n1,x\n")
+  with pytest.raises(ValueError, match="numbers only"):
+    arora2019_fig1.read_csv(tmp_path / "bad.csv")
+  with pytest.raises(ValueError, match="quick or full"):
+    arora2019_fig1.protocol(quick=True, full=True)
+
+
+# -------------------------------------------------------------------------------- convergence-rate
+
+def test_rate_loss_stays_below_theorem1_line_and_margin_is_kept(rate):
+  for depth, stats in rate["depths"].items():
+    assert stats["below_bound"], depth
+    assert stats["min_margin"] >= rate["margin"] - 1e-9, depth
+    assert stats["empirical_rate"] > stats["bound_rate"], depth
+
+
+def test_rate_matches_linearisation_and_bound_is_conservative(rate):
+  for depth, stats in rate["depths"].items():
+    assert stats["empirical_rate"] == pytest.approx(stats["asymptotic_rate"], rel=0.05), depth
+    check = stats["theorem1"]
+    assert check["has_margin"] and check["is_balanced"] and not check["lr_ok"] and check["lr"] > check["max_lr"]
+    assert stats["iterations_at_max_lr"] > 1000 * stats["iterations"] > 0, depth
+
+
+# ------------------------------------------------------------------------------------ acceleration
+
+def test_acceleration_depth_helps_l4_not_l2(accel):
+  deep = [d for d in map(str, accel["protocol"]["depths"]) if d != "1"]
+  for d in deep:
+    assert accel["p"]["4"]["depths"][d]["speedup"] > 1.5, d
+    assert accel["p"]["2"]["depths"][d]["speedup"] <= 1.0, d
+
+
+def test_acceleration_network_follows_end_to_end_rule(accel):
+  for p in ("4", "2"):
+    for d, stats in accel["p"][p]["depths"].items():
+      if d != "1":
+        assert stats["flow_gap"] < 0.1, (p, d)
+
+
+def test_lp_minimum_is_stationary_and_below_nearby_points():
+  x, y = acceleration.regression_data(100, 4, 0.5)
+  w, value = acceleration.lp_minimum(x, y, 4)
+  residual = x @ w - y
+  np.testing.assert_allclose(x.T @ residual ** 3 / len(y), 0, atol=1e-10)
+  rng = np.random.default_rng(1)
+  for _ in range(5):
+    v = w + 1e-2 * rng.standard_normal(w.shape)
+    assert np.sum((x @ v - y) ** 4) / (4 * len(y)) > value
+
+
+# -------------------------------------------------------------------------------------- saxe-modes
+
+def test_saxe_modes_follow_exact_solution(saxe):
+  for depth, stats in saxe["depths"].items():
+    assert max(stats["mode_error"]) < 0.05, depth
+    np.testing.assert_allclose(stats["half_time"], stats["half_time_theory"], rtol=0.03)
+
+
+def test_saxe_depth2_time_to_learn_is_linear_in_inverse_strength(saxe):
+  assert saxe["depth2_fit"]["r2"] > 0.99 and saxe["depth2_fit"]["slope"] > 0
+  s = np.asarray(saxe["protocol"]["strengths"])
+  u0 = saxe["protocol"]["u0"]
+  np.testing.assert_allclose(saxe["depths"]["2"]["half_time_theory"], np.log((s - u0) / u0) / (2 * s), rtol=2e-3)
+
+
+def test_saxe_small_gaussian_slows_with_depth_orthogonal_does_not(saxe):
+  gaussian = saxe["steps_to_learn"]["small Gaussian"]
+  orthogonal = saxe["steps_to_learn"]["orthogonal"]
+  learned = [s for s in gaussian if s >= 0]
+  assert learned == sorted(learned) and gaussian[0] >= 0
+  assert gaussian[-1] < 0 or gaussian[-1] > 5 * orthogonal[-1]
+  assert min(orthogonal) > 0 and max(orthogonal) < 2 * min(orthogonal)
+
+
+def test_half_time_interpolates():
+  t = np.linspace(0, 1, 11)
+  np.testing.assert_allclose(saxe_modes.half_time(t, np.stack([t, 2 * t], 1), np.array([1.0, 4.0])), [0.5, 1.0])
+
+
+# -------------------------------------------------------------------------------- residual-failure
+
+def test_residual_claim5_floor_holds_and_pd_target_converges(residual):
+  floor = residual["floor"]
+  assert floor == pytest.approx(residual["protocol"]["negative"] ** 2 / 2)
+  for depth, per_lr in residual["min_loss"].items():
+    for lr, value in per_lr.items():
+      assert value >= floor * (1 - 1e-12), (depth, lr)
+      assert residual["final_loss_pd"][depth][lr] < 1e-12, (depth, lr)
+
+
+def test_residual_escape_is_logarithmic_at_depth2_and_slower_at_depth4(residual):
+  depth2, depth4 = np.asarray(residual["escape"]["2"]), np.asarray(residual["escape"]["4"])
+  assert np.all(depth2 > 0)
+  sizes = np.asarray(residual["protocol"]["perturbations"])
+  per_decade = np.diff(depth2) / np.diff(np.log10(1 / sizes))
+  np.testing.assert_allclose(per_decade, per_decade.mean(), rtol=0.1)
+  assert np.all((depth4 < 0) | (depth4 > 5 * depth2))
+
+
+def test_residual_rounding_keeps_w2_equal_w1_transpose(residual):
+  rotated = residual["rotated"]
+  assert not rotated["escaped"] and rotated["min_loss"] >= residual["floor"] * (1 - 1e-9)
+  assert rotated["max_abs_w2_minus_w1t"] == 0.0 and rotated["max_abs_w1_asymmetry"] > 0.0
+
+
+# ---------------------------------------------------------------------- deep-matrix-factorization
+
+def test_dmf_depth_separates_top_singular_values_more_sharply(dmf):
+  depths = [str(d) for d in dmf["protocol"]["depths"]]
+  stats = [dmf["depths"][d] for d in depths]
+  for s in stats:
+    assert s["train_loss"] < 1e-3 and s["diverged_step"] is None
+  separation = [s["separation"] for s in stats]
+  erank = [s["effective_rank"] for s in stats]
+  error = [s["test_error"] for s in stats]
+  assert separation == sorted(separation) and separation[-1] > 5 * separation[0]
+  assert erank == sorted(erank, reverse=True)
+  assert error == sorted(error, reverse=True) and error[-1] < 0.5 * error[0]
+
+
+def test_effective_rank_and_completion_problem():
+  assert deep_matrix_factorization.effective_rank(np.array([2.0, 2.0, 2.0, 0.0])) == pytest.approx(3.0)
+  assert deep_matrix_factorization.effective_rank(np.array([1.0, 0.0])) == pytest.approx(1.0)
+  m, mask = deep_matrix_factorization.completion_problem(20, 3, 150, seed=4)
+  assert np.linalg.matrix_rank(m) == 3 and mask.sum() == 150 and np.linalg.norm(m) == pytest.approx(np.sqrt(3))
+  with pytest.raises(ValueError, match="observed"):
+    deep_matrix_factorization.completion_problem(3, 1, 10)
