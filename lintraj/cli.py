@@ -36,6 +36,7 @@ def _parser():
   target.add_argument("--target", help="a .npy file holding the (d_N, d_0) target Phi")
   run.add_argument("--x64", action="store_true", help="run in float64")
   run.add_argument("--out", default="out/run", help="output folder (default out/run)")
+  run.add_argument("--no-progress", action="store_true", help="no progress bar")
   reproduce = commands.add_parser(
       "reproduce", help="reproduce a paper's figure: write NAME.png (and .pdf), NAME.json and tables as CSV",
       description="Reproduce a paper's figure with lintraj. The default follows the paper's protocol "
@@ -73,8 +74,9 @@ def _run(args):
           "residual": lambda: lt.init.residual(args.dims)}[args.init]
   weights = init()
   start = time.perf_counter()
+  progress = not args.no_progress and importlib.util.find_spec("tqdm") is not None
   traj = lt.gradient_descent(weights, lt.losses.target(phi), lr=args.lr, steps=args.steps,
-                             record_every=args.record_every)
+                             record_every=args.record_every, progress=progress)
   seconds = time.perf_counter() - start
   os.makedirs(args.out, exist_ok=True)
   metadata = dict(dims=list(args.dims), init=args.init, std=args.std, lr=args.lr, seed=args.seed,

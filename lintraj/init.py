@@ -96,6 +96,9 @@ def balanced(key, dims: Sequence[int], *, std: float | None = None, end_to_end=N
     if a.shape != (dims[-1], dims[0]):
       raise ValueError(f"end_to_end has shape {a.shape}; it must be (d_N, d_0) = {(dims[-1], dims[0])}.")
   u, s, vt = jnp.linalg.svd(a, full_matrices=False)
+  # Rounding-level singular values are exact zeros of a rank-deficient A: their N-th roots
+  # would otherwise put O(eps^{1/N}) junk on the null modes of every layer.
+  s = jnp.where(s > max(a.shape) * jnp.finfo(a.dtype).eps * s[0], s, 0.0)
   root = s ** (1.0 / depth)
   if depth == 1:
     return (a,)

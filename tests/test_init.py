@@ -75,3 +75,14 @@ def test_orthogonal_layers_are_scaled_semi_orthogonal(x64, dims):
 def test_bad_input(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_balanced_rank_deficient_end_to_end_has_exactly_zero_null_modes(x64):
+  """A rank-1 A at depth 6: rounding-level singular values must not become eps^{1/6} junk."""
+  rng = np.random.default_rng(0)
+  a = np.outer(rng.normal(size=3), rng.normal(size=5))
+  ws = lt.init.balanced(None, (5, 5, 5, 5, 5, 5, 3), end_to_end=a)
+  np.testing.assert_allclose(lt.end_to_end(ws), a, atol=1e-12)
+  for w in ws:
+    sv = np.linalg.svd(np.asarray(w), compute_uv=False)
+    assert np.all(sv[1:] <= 1e-12)
