@@ -56,15 +56,20 @@ def check_run(weights, loss, steps, record_every):
   return weights, loss, int(steps), int(record_every)
 
 
+def check_positive(name: str, value, hint: str = "") -> float:
+  """``value`` as a float, or ValueError naming ``name`` if it is not finite and positive."""
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    raise ValueError(f"{name} must be a positive finite number; got {value!r}.{hint}") from None
+  if not math.isfinite(value) or value <= 0:
+    raise ValueError(f"{name} must be a positive finite number; got {value}.{hint}")
+  return value
+
+
 def check_lr(lr) -> float:
   """A learning rate as a float, or ValueError if it is not finite and positive."""
-  try:
-    lr = float(lr)
-  except (TypeError, ValueError):
-    raise ValueError(f"lr must be a positive finite number; got {lr!r}.") from None
-  if not math.isfinite(lr) or lr <= 0:
-    raise ValueError(f"lr must be a positive finite number; got {lr}. Typical values: 1e-4 .. 1.")
-  return lr
+  return check_positive("lr", lr, " Typical values: 1e-4 .. 1.")
 
 
 def check_stop_at_loss(stop_at_loss) -> np.ndarray:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lintraj.dynamics import check_run
+from lintraj.dynamics import check_positive, check_run
 from lintraj.network import end_to_end
 from lintraj.trajectory import Trajectory, record
 
@@ -162,23 +162,13 @@ def _gradient_flow_records(weights, loss, times, rtol, atol, max_steps):
 _gradient_flow_run = jax.jit(_gradient_flow_records)
 
 
-def _check_positive(name, value) -> float:
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a positive finite number; got {value!r}.") from None
-  if not math.isfinite(value) or value <= 0:
-    raise ValueError(f"{name} must be a positive finite number; got {value}.")
-  return value
-
-
 def _record_times(time, n_records=None, record_every_time=None) -> np.ndarray:
   """The record times ``0, dt, 2 dt, ...`` of a flow of duration ``time`` (validated)."""
-  time = _check_positive("time", time)
+  time = check_positive("time", time)
   if n_records is not None and record_every_time is not None:
     raise ValueError("pass at most one of n_records= and record_every_time=.")
   if record_every_time is not None:
-    every = _check_positive("record_every_time", record_every_time)
+    every = check_positive("record_every_time", record_every_time)
     count = int(math.floor(time / every * (1 + 1e-12))) + 1
     return every * np.arange(count)
   n_records = 101 if n_records is None else n_records
@@ -237,7 +227,7 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
   """
   weights, loss, _, _ = check_run(weights, loss, 0, 1)
   times = _record_times(time, n_records, record_every_time)
-  rtol, atol = _check_positive("rtol", rtol), _check_positive("atol", atol)
+  rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
   if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
     raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}.")
   dtype = weights[0].dtype
