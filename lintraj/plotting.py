@@ -46,6 +46,8 @@ def plot_trajectory(trajectory, *, title: str | None = None):
     ax.plot(step, sv, color=colors[j % len(colors)], lw=0.8, label=[f"$W_{{{j + 1}}}$"] + [None] * (sv.shape[1] - 1))
   ax.set(xlabel="iteration", ylabel="singular value", title="per-layer singular values")
   ax.legend(fontsize="small", ncol=2)
+  for ax in axes.flat:
+    ax.xaxis.set_major_locator(plt.MaxNLocator(5))
   if title:
     fig.suptitle(title)
   return fig
