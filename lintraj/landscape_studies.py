@@ -56,7 +56,7 @@ ESCAPE_FRACTION = 0.9      # escaped once the loss is <= this fraction of the lo
 def _run(name: str, data_fn, figure_fn, quick: bool, out_dir, pdf: bool) -> dict:
   started = time.perf_counter()
   data = data_fn(quick)
-  results = write_outputs(name, out_dir, figure_fn(data), data["numbers"], pdf=pdf)
+  results = write_outputs(name, out_dir, figure_fn(data), data["numbers"], pdf=pdf, check_labels=True)
   return dict(results, seconds=time.perf_counter() - started)
 
 
@@ -177,7 +177,8 @@ def critical_points_figure(data: dict):
       heights = np.array([stats[n][key] for n in names])
       ax.bar(names, heights, bottom=bottom, color=color, label=label)
       bottom += heights
-    ax.set(ylabel="fraction of starts", title=f"depth {depth}: where the finders end", ylim=(0, 1))
+    ax.set(xlabel="finder", ylabel="fraction of starts", title=f"depth {depth}: where the finders end",
+           ylim=(0, 1))
     ax.legend(fontsize="small")
     ax = row[2]
     for name, f in a["finders"].items():
@@ -186,6 +187,8 @@ def critical_points_figure(data: dict):
     ax.axhline(CRITICAL_TOL, color="k", ls="--", lw=0.8)
     ax.set(xlabel="iteration + 1", ylabel=r"median $\|\nabla L\|^2$", title=f"depth {depth}: convergence")
     ax.legend(fontsize="small")
+  fig.suptitle(f"Critical points of a deep linear autoencoder (n = {AUTOENCODER_INPUTS}, hidden "
+               f"{AUTOENCODER_HIDDEN}; Frye et al. 2019): finders vs the analytic set")
   return fig
 
 
@@ -271,7 +274,8 @@ def saddles_figure(data: dict):
   arrays = data["arrays"]
   depths = sorted(arrays)
   colors = ("tab:blue", "tab:orange", "tab:green")
-  fig, axes = plt.subplots(len(depths), 2, figsize=(12, 4 * len(depths)), constrained_layout=True, squeeze=False)
+  fig, axes = plt.subplots(len(depths), 3, figsize=(15, 4 * len(depths)), constrained_layout=True,
+                           squeeze=False)
   for row, depth in zip(axes, depths):
     a = arrays[depth]
     ax = row[0]
@@ -288,12 +292,14 @@ def saddles_figure(data: dict):
     ax.plot(a["spectrum_step"], a["spectrum"][:, 0], color="tab:red", lw=1.5, label="smallest eigenvalue")
     ax.plot(a["spectrum_step"], a["spectrum"][:, -1], color="tab:blue", lw=1.5, label="largest (sharpness)")
     ax.axhline(0.0, color="k", lw=0.6)
-    twin = ax.twinx()
-    twin.plot(a["spectrum_step"], a["spectrum_loss"], color="k", ls="--", lw=1.0, label="loss")
-    twin.set_ylabel("loss")
     ax.set(xlabel="step", ylabel="Hessian eigenvalue",
-           title=f"depth {depth}: spectrum after one perturbation of radius {PGD_RADIUS}, then GD")
+           title=f"depth {depth}: spectrum after one perturbation (r = {PGD_RADIUS}), then GD")
     ax.legend(fontsize="small", loc="center right")
+    ax = row[2]
+    ax.semilogy(a["spectrum_step"], a["spectrum_loss"], color="k")
+    ax.set(xlabel="step", ylabel="loss", title=f"depth {depth}: loss along that trajectory")
+  fig.suptitle("Escaping the origin of 1/2 ||W - Phi||^2: GD, perturbed GD (Jin et al. 2017), "
+               "saddle-free Newton (Dauphin et al. 2014)")
   return fig
 
 
