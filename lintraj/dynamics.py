@@ -31,6 +31,7 @@ from lintraj.losses import as_loss
 from lintraj.network import check_weights, end_to_end, layer_dims
 from lintraj.progress import Progress
 from lintraj.trajectory import Trajectory, mask_record, record
+from lintraj.validation import check_int, check_positive
 
 __all__ = ["gradient_descent", "train", "check_run", "check_lr", "check_stop_at_loss",
            "check_checkpoint", "checkpoint_blocks", "check_memory", "record_bytes", "LaneState",
@@ -50,21 +51,8 @@ def check_run(weights, loss, steps, record_every):
         f"the loss's target has shape {tuple(np.shape(loss.target))} but the end-to-end matrix of "
         f"these weights has shape {(dims[-1], dims[0])} (d_N, d_0); build the weights with "
         f"dims = ({np.shape(loss.target)[1]}, ..., {np.shape(loss.target)[0]}).")
-  for name, value, least in (("steps", steps, 0), ("record_every", record_every, 1)):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not least <= value <= _MAX_STEPS:
-      raise ValueError(f"{name} must be an integer in [{least}, 2**31 - 1]; got {value!r}.")
-  return weights, loss, int(steps), int(record_every)
-
-
-def check_positive(name: str, value, hint: str = "") -> float:
-  """``value`` as a float, or ValueError naming ``name`` if it is not finite and positive."""
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a positive finite number; got {value!r}.{hint}") from None
-  if not math.isfinite(value) or value <= 0:
-    raise ValueError(f"{name} must be a positive finite number; got {value}.{hint}")
-  return value
+  return (weights, loss, check_int("steps", steps, 0, _MAX_STEPS),
+          check_int("record_every", record_every, 1, _MAX_STEPS))
 
 
 def check_lr(lr) -> float:

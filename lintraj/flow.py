@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lintraj.dynamics import check_positive, check_run
+from lintraj.dynamics import check_run
 from lintraj.network import end_to_end
 from lintraj.trajectory import Trajectory, record
+from lintraj.validation import check_int, check_positive
 
 __all__ = ["gradient_flow", "odeint"]
 
@@ -228,8 +229,7 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
   weights, loss, _, _ = check_run(weights, loss, 0, 1)
   times = _record_times(time, n_records, record_every_time)
   rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
-  if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-    raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}.")
+  max_steps = check_int("max_steps", max_steps, 1)
   dtype = weights[0].dtype
   recs, final, n_reached, _ = _gradient_flow_run(
       weights, loss, jnp.asarray(times, dtype), jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype),

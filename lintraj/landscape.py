@@ -37,6 +37,7 @@ from jax.flatten_util import ravel_pytree
 
 from lintraj.losses import Loss, as_loss
 from lintraj.network import as_float_array, check_weights, end_to_end
+from lintraj.validation import check_int, check_positive
 
 __all__ = [
     "hessian", "hvp", "top_eigenvalues", "bottom_eigenvalues", "sharpness",
@@ -68,27 +69,9 @@ def _num_params(weights) -> int:
   return sum(math.prod(w.shape) for w in weights)
 
 
-def _check_int(name: str, value, least: int, most: int | None = None) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least or (
-      most is not None and value > most):
-    bound = f"between {least} and {most}" if most is not None else f">= {least}"
-    raise ValueError(f"{name} must be an integer {bound}; got {value!r}.")
-  return int(value)
-
-
-def _check_positive(name: str, value, *, allow_zero: bool = False) -> float:
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a finite number; got {value!r}.") from None
-  if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-    raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}; got {value}.")
-  return value
-
-
 def _check_steps(steps) -> int:
   """A finder's iteration count: an integer >= 0."""
-  return _check_int("steps", steps, 0)
+  return check_int("steps", steps, 0)
 
 
 def _default_key(key):
@@ -248,13 +231,13 @@ def _default_iterations(k: int, size: int) -> int:
 def _extreme_eigenvalues(weights, loss, k, method, num_iterations, key, largest: bool):
   weights, loss = _check_network(weights, loss)
   size = _num_params(weights)
-  k = _check_int("k", k, 1, size)
+  k = check_int("k", k, 1, size)
   if method == "dense":
     values = jnp.linalg.eigvalsh(_dense_hessian(weights, loss))
   elif method == "lanczos":
     if num_iterations is None:
       num_iterations = _default_iterations(k, size)
-    num_iterations = min(_check_int("num_iterations", num_iterations, k), size)
+    num_iterations = min(check_int("num_iterations", num_iterations, k), size)
     values = _ritz_values(weights, loss, _default_key(key), num_iterations)
   else:
     raise ValueError(f"method must be 'lanczos' (matrix-free) or 'dense' (eigvalsh of the dense "
@@ -510,10 +493,10 @@ def classify(weights, loss, *, grad_tol: float = 1e-10, eig_tol: float = 1e-5,
     curvature for depth >= 3).
   """
   loss = as_loss(loss)
-  grad_tol = _check_positive("grad_tol", grad_tol)
-  eig_tol = _check_positive("eig_tol", eig_tol, allow_zero=True)
-  probe_radius = _check_positive("probe_radius", probe_radius)
-  num_probes = _check_int("num_probes", num_probes, 1)
+  grad_tol = check_positive("grad_tol", grad_tol)
+  eig_tol = check_positive("eig_tol", eig_tol, allow_zero=True)
+  probe_radius = check_positive("probe_radius", probe_radius)
+  num_probes = check_int("num_probes", num_probes, 1)
   weights, batched, size = _check_points(weights)
   numbers = _compiled(_classification_numbers, batched, (("num_probes", num_probes),))(
       weights, (loss, eig_tol, probe_radius, _default_key(key)))
@@ -595,10 +578,10 @@ def gradient_flatness(weights, loss, *, flat_tol: float = 1e-3, grad_tol: float 
     Section 3.
   """
   loss = as_loss(loss)
-  flat_tol = _check_positive("flat_tol", flat_tol)
-  grad_tol = _check_positive("grad_tol", grad_tol)
+  flat_tol = check_positive("flat_tol", flat_tol)
+  grad_tol = check_positive("grad_tol", grad_tol)
   weights, batched, size = _check_points(weights)
-  num_iterations = min(_check_int("num_iterations", num_iterations, 1), size) if num_iterations is not None \
+  num_iterations = min(check_int("num_iterations", num_iterations, 1), size) if num_iterations is not None \
       else _default_iterations(1, size)
   return _compiled(_flatness_numbers, batched, (("num_iterations", num_iterations),))(
       weights, (loss, flat_tol, grad_tol, _default_key(key)))
@@ -731,8 +714,8 @@ def autoencoder_critical_points(cov, hidden: int, depth: int) -> AutoencoderCrit
     Section 3 (deep linear autoencoder critical points and their indices).
   """
   cov = _check_covariance(cov)
-  hidden = _check_int("hidden", hidden, 1)
-  depth = _check_int("depth", depth, 2)
+  hidden = check_int("hidden", hidden, 1)
+  depth = check_int("depth", depth, 2)
   n = cov.shape[0]
   largest = min(hidden, n)
   count = sum(math.comb(n, r) for r in range(largest + 1))
@@ -878,7 +861,7 @@ def gradient_norm_descent(weights, loss, *, steps: int, lr: float = 1.0) -> Crit
   """
   weights, loss = _check_network(weights, loss)
   steps = _check_steps(steps)
-  lr = jnp.asarray(_check_positive("lr", lr), weights[0].dtype)
+  lr = jnp.asarray(check_positive("lr", lr), weights[0].dtype)
   return _gradient_norm_run(weights, loss, lr, steps)
 
 
@@ -959,7 +942,7 @@ def newton_mr(weights, loss, *, steps: int, minres_iterations: int | None = None
   steps = _check_steps(steps)
   size = _num_params(weights)
   m = min(size, 50) if minres_iterations is None else min(
-      _check_int("minres_iterations", minres_iterations, 1), size)
+      check_int("minres_iterations", minres_iterations, 1), size)
   return _newton_mr_run(weights, loss, _default_key(key), steps, m)
 
 
@@ -1021,11 +1004,11 @@ def damped_newton(weights, loss, *, steps: int, lr: float = 0.5, damping: float 
   weights, loss = _check_network(weights, loss)
   steps = _check_steps(steps)
   dtype = weights[0].dtype
-  lr = _check_positive("lr", lr)
+  lr = check_positive("lr", lr)
   if lr > 1:
     raise ValueError(f"lr is the fraction of the Newton step taken, in (0, 1]; got {lr}.")
-  damping = _check_positive("damping", damping, allow_zero=True)
-  rcond = _check_positive("rcond", rcond)
+  damping = check_positive("damping", damping, allow_zero=True)
+  rcond = check_positive("rcond", rcond)
   return _damped_newton_run(weights, loss, jnp.asarray(lr, dtype), jnp.asarray(damping, dtype),
                             jnp.asarray(rcond, dtype), steps)
 
@@ -1076,11 +1059,11 @@ def perturbed_gradient_descent(lr: float, *, radius: float, grad_threshold: floa
     Jin, Ge, Netrapalli, Kakade, Jordan. How to Escape Saddle Points Efficiently. ICML 2017
     (arXiv 1703.00887), Algorithm 2.
   """
-  lr = _check_positive("lr", lr)
-  radius = _check_positive("radius", radius)
-  grad_threshold = _check_positive("grad_threshold", grad_threshold, allow_zero=True)
-  wait = _check_int("wait", wait, 0)
-  seed = _check_int("seed", seed, 0)
+  lr = check_positive("lr", lr)
+  radius = check_positive("radius", radius)
+  grad_threshold = check_positive("grad_threshold", grad_threshold, allow_zero=True)
+  wait = check_int("wait", wait, 0)
+  seed = check_int("seed", seed, 0)
 
   def init(params):
     del params
@@ -1139,8 +1122,8 @@ def saddle_free_newton(loss, lr: float = 1.0, *, damping: float = 1e-3) -> optax
     problem in high-dimensional non-convex optimization. NeurIPS 2014 (arXiv 1406.2572), Section 5.
   """
   loss = as_loss(loss)
-  lr = _check_positive("lr", lr)
-  damping = _check_positive("damping", damping)
+  lr = check_positive("lr", lr)
+  damping = check_positive("damping", damping)
 
   def init(params):
     del params

@@ -29,15 +29,14 @@ from lintraj.dynamics import check_lr, train
 from lintraj.flow import odeint
 from lintraj.network import as_float_array, check_weights, end_to_end, layer_dims
 from lintraj.trajectory import Trajectory
+from lintraj.validation import check_int, check_positive
 
 __all__ = ["Theorem1", "theorem1", "iterations_bound", "Theorem1Check", "check_theorem1",
            "end_to_end_velocity", "end_to_end_flow", "mode_strength", "singular_value_velocity"]
 
 
 def _check_depth(depth) -> int:
-  if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-    raise ValueError(f"depth must be a positive integer N (the number of layers); got {depth!r}.")
-  return int(depth)
+  return check_int("depth", depth, 1)
 
 
 def _check_target(target) -> jnp.ndarray:
@@ -251,9 +250,7 @@ def check_theorem1(weights, target, lr, *, eps: float = 1e-5) -> Theorem1Check:
     raise ValueError(f"target has shape {target.shape} but the end-to-end matrix of these weights has "
                      f"shape {(dims[-1], dims[0])} (d_N, d_0).")
   lr = check_lr(lr)
-  eps = float(eps)
-  if not (math.isfinite(eps) and eps > 0):
-    raise ValueError(f"eps must be a positive finite number; got {eps}.")
+  eps = check_positive("eps", eps)
   margin, balancedness, loss = (float(x) for x in _init_quantities(weights, target.astype(weights[0].dtype)))
   no_bottleneck = min(dims[1:-1], default=dims[0]) >= min(dims[0], dims[-1])
   has_margin = margin > 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lintraj as lt
-from lintraj import dynamics, sweep
+from lintraj import dynamics
 from tests import numpy_reference as ref
 from tests import sharded_check
 
