@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from lintraj.network import end_to_end
 from lintraj.singular_values import singular_values
 
-__all__ = ["balancedness", "balancedness_per_pair", "deficiency_margin", "layer_singular_values",
-           "end_to_end_singular_values"]
+__all__ = ["balancedness", "balancedness_per_pair", "deficiency_margin", "end_to_end_deficiency_margin",
+           "layer_singular_values", "end_to_end_singular_values"]
 
 
 def balancedness_per_pair(weights) -> jnp.ndarray:
@@ -60,8 +60,20 @@ def deficiency_margin(weights, target) -> jnp.ndarray:
   References:
     Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Definition 2.
   """
+  return end_to_end_deficiency_margin(end_to_end(weights), target)
+
+
+def end_to_end_deficiency_margin(w, target) -> jnp.ndarray:
+  r""":func:`deficiency_margin` of an end-to-end matrix :math:`W` already formed:
+  :math:`\sigma_{\min}(\Phi) - \|W - \Phi\|_F`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> round(float(end_to_end_deficiency_margin(2 * jnp.eye(2), 3 * jnp.eye(2))), 6)  # 3 - sqrt(2)
+    1.585786
+  """
   target = jnp.asarray(target)
-  return jnp.linalg.svd(target, compute_uv=False)[-1] - jnp.linalg.norm(end_to_end(weights) - target)
+  return jnp.linalg.svd(target, compute_uv=False)[-1] - jnp.linalg.norm(w - target)
 
 
 def layer_singular_values(weights, method: str = "batched") -> tuple:

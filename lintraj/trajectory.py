@@ -65,10 +65,10 @@ def record(weights, loss_value, grads, target, *, singular_values: str = "batche
     ([[1.0, 1.0], [2.0, 2.0]], [2.0, 2.0])
   """
   dtype = weights[0].dtype
+  w = end_to_end(weights)
   margin = (jnp.full((), jnp.nan, dtype) if target is None
-            else metrics.deficiency_margin(weights, target).astype(dtype))
-  *layer_sv, end_to_end_sv = sv.singular_values(tuple(weights) + (end_to_end(weights),),
-                                                 singular_values)
+            else metrics.end_to_end_deficiency_margin(w, target).astype(dtype))
+  *layer_sv, end_to_end_sv = sv.singular_values(tuple(weights) + (w,), singular_values)
   return dict(
       loss=loss_value,
       balancedness=metrics.balancedness(weights),
