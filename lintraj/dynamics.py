@@ -27,15 +27,18 @@ import optax
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from lintraj.landscape import sharpness
 from lintraj.losses import as_loss
 from lintraj.network import check_weights, end_to_end, layer_dims
 from lintraj.progress import Progress
-from lintraj.trajectory import Trajectory, mask_record, record
+from lintraj.singular_values import lapack_single_thread
+from lintraj.trajectory import Trajectory, Tracking, check_tracking, mask_record, record
 from lintraj.validation import check_int, check_positive
 
 __all__ = ["gradient_descent", "train", "check_run", "check_lr", "check_stop_at_loss",
            "check_checkpoint", "checkpoint_blocks", "check_memory", "record_bytes", "LaneState",
            "RunState", "lane_point", "lane_steps", "state_shapes", "initial_state", "drive", "to_host",
+           "call_tracking",
            "records_written", "progress_bar", "restore", "resume_gradient_descent"]
 
 _MAX_STEPS = 2**31 - 1
@@ -108,22 +111,22 @@ def _available_bytes(device) -> tuple[int | None, str]:
       return None, "memory"
 
 
-def record_bytes(weights, loss, steps: int, record_every: int) -> int:
+def record_bytes(weights, loss, steps: int, record_every: int, tracking: Tracking = Tracking()) -> int:
   """Bytes one network's records take: ``T = steps // record_every + 1`` records of every metric."""
-  shapes = _record_shapes(weights, loss)
+  shapes = _record_shapes(weights, loss, tracking)
   per_record = sum(math.prod(s.shape) * s.dtype.itemsize for s in jax.tree_util.tree_leaves(shapes))
   return per_record * (steps // record_every + 1)
 
 
-def check_memory(weights, loss, steps, record_every, *, device_lanes=1, host_lanes=0, devices=None,
-                 fraction=0.8):
+def check_memory(weights, loss, steps, record_every, *, tracking: Tracking = Tracking(), device_lanes=1,
+                 host_lanes=0, devices=None, fraction=0.8):
   """ValueError, before running, if the records would not fit in memory.
 
   ``device_lanes`` networks' records are on each of ``devices`` (default: the first device) at
   once; on CPU this process's devices share the host's memory. ``host_lanes`` networks' records
   are gathered on the host. A run may use at most ``fraction`` of the free memory.
   """
-  per_lane = record_bytes(weights, loss, steps, record_every)
+  per_lane = record_bytes(weights, loss, steps, record_every, tracking)
   local = [d for d in (devices or jax.devices()[:1]) if d.process_index == jax.process_index()]
   device = local[0]
   if device.platform == "cpu":
@@ -162,30 +165,38 @@ def _value_and_grad(weights, loss):
   return jax.value_and_grad(lambda ws: loss(end_to_end(ws)))(weights)
 
 
-def _record(weights, value, grads, loss, invalid) -> dict:
-  """The recorded metrics at one point, all NaN where ``invalid`` (metrics of zeros are computed
-  there instead of the weights, which may be infinite, so no SVD sees a non-finite matrix)."""
+def _record(weights, value, grads, loss, invalid, block, tracking: Tracking) -> dict:
+  """The recorded metrics at one point (record number ``block``), all NaN where ``invalid``
+  (metrics of zeros are computed there instead of the weights, which may be infinite, so no SVD
+  sees a non-finite matrix). The sharpness, when tracked, only at every
+  ``tracking.sharpness_every``-th record (NaN at the others, not computed)."""
   weights = jax.tree_util.tree_map(lambda w: jnp.where(invalid, jnp.zeros_like(w), w), weights)
-  return mask_record(record(weights, value, grads, loss.target), invalid)
+  rec = record(weights, value, grads, loss.target, singular_values=tracking.singular_values)
+  if tracking.sharpness_every:
+    nan = jnp.full((), jnp.nan, value.dtype)
+    rec["sharpness"] = lax.cond(block % tracking.sharpness_every == 0,
+                                lambda: sharpness(weights, loss).astype(value.dtype), lambda: nan)
+  return mask_record(rec, invalid)
 
 
 def _spec(x):
   return np.shape(x), jax.dtypes.canonicalize_dtype(x.dtype if hasattr(x, "dtype") else np.result_type(x))
 
 
-def _record_shapes(weights, loss) -> dict:
-  """Shapes and dtypes of one network's record (traced once per shapes, dtypes and loss kind)."""
+def _record_shapes(weights, loss, tracking: Tracking) -> dict:
+  """Shapes and dtypes of one network's record (traced once per shapes, dtypes, loss kind and tracking)."""
   leaves, treedef = jax.tree_util.tree_flatten(loss)
-  return _traced_record_shapes(tuple(_spec(w) for w in weights), treedef, tuple(_spec(x) for x in leaves))
+  return _traced_record_shapes(tuple(_spec(w) for w in weights), treedef, tuple(_spec(x) for x in leaves),
+                               tracking)
 
 
 @functools.lru_cache(maxsize=256)
-def _traced_record_shapes(weight_specs, loss_treedef, loss_specs) -> dict:
+def _traced_record_shapes(weight_specs, loss_treedef, loss_specs, tracking) -> dict:
   loss = jax.tree_util.tree_unflatten(loss_treedef, [jax.ShapeDtypeStruct(*s) for s in loss_specs])
 
   def point(weights, loss):
     value, grads = _value_and_grad(weights, loss)
-    return _record(weights, value, grads, loss, False)
+    return _record(weights, value, grads, loss, False, 0, tracking)
 
   return jax.eval_shape(point, tuple(jax.ShapeDtypeStruct(*s) for s in weight_specs), loss)
 
@@ -242,25 +253,26 @@ def _settled(state: RunState, record_every):
 
 
 def _run_records(update, state: RunState, loss, stop_at_loss, until, *, steps, record_every,
-                 batched, loss_batched):
+                 batched, loss_batched, tracking):
   """Write records ``state.block .. until - 1``; once every lane has settled, stop stepping and
   fill the remaining records with the last one (the lanes are frozen, so the loop would write
   the same record again) and set the counter to ``T``. A batch runs the single-network
   functions vmapped.
   """
-  point, take_steps, record_point = lane_point, functools.partial(lane_steps, update), _record
+  point, take_steps = lane_point, functools.partial(lane_steps, update)
+  record_point = functools.partial(_record, tracking=tracking)
   if batched:
     loss_axis = 0 if loss_batched else None
     point = jax.vmap(point, in_axes=(0, loss_axis))
     take_steps = jax.vmap(take_steps, in_axes=(0, 0, 0, loss_axis, 0, None, None))
-    record_point = jax.vmap(_record, in_axes=(0, 0, 0, loss_axis, 0))
+    record_point = jax.vmap(record_point, in_axes=(0, 0, 0, loss_axis, 0, None))
   axis = 1 if batched else 0
   total = steps // record_every + 1
 
   def body(state):
     t0 = state.block * record_every
     value, grads, invalid = point(state.lanes, loss)
-    rec = record_point(state.lanes.weights, value, grads, loss, invalid)
+    rec = record_point(state.lanes.weights, value, grads, loss, invalid, state.block)
     lanes = take_steps(state.lanes, value, grads, loss, stop_at_loss, t0,
                        jnp.minimum(record_every, steps - t0))
     records = jax.tree_util.tree_map(
@@ -306,21 +318,23 @@ def _optax_update(optimizer, weights, opt_state, grads):
   return optax.apply_updates(weights, updates), opt_state
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "record_every", "batched", "loss_batched", "mesh"),
-                   donate_argnums=0)
-def _gradient_descent_run(state, loss, stop_at_loss, until, *, steps, record_every, batched=False,
+@functools.partial(jax.jit, static_argnames=("steps", "record_every", "tracking", "batched", "loss_batched",
+                                             "mesh"), donate_argnums=0)
+def _gradient_descent_run(state, loss, stop_at_loss, until, *, steps, record_every, tracking, batched=False,
                           loss_batched=False, mesh=None):
   run = functools.partial(_run_records, _sgd_update, steps=steps, record_every=record_every,
-                          batched=batched, loss_batched=loss_batched)
+                          batched=batched, loss_batched=loss_batched, tracking=tracking)
   if mesh is not None:
     run = _per_device(run, mesh, loss_batched)
   return run(state, loss, stop_at_loss, until)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "steps", "record_every"), donate_argnums=0)
-def _train_run(state, loss, until, *, optimizer, steps, record_every):
+@functools.partial(jax.jit, static_argnames=("optimizer", "steps", "record_every", "tracking"),
+                   donate_argnums=0)
+def _train_run(state, loss, until, *, optimizer, steps, record_every, tracking):
   return _run_records(functools.partial(_optax_update, optimizer), state, loss, -jnp.inf, until,
-                      steps=steps, record_every=record_every, batched=False, loss_batched=False)
+                      steps=steps, record_every=record_every, batched=False, loss_batched=False,
+                      tracking=tracking)
 
 
 def to_host(x) -> np.ndarray:
@@ -336,11 +350,12 @@ def records_written(state: RunState) -> int:
   return int(np.min(to_host(state.block)))
 
 
-def state_shapes(lanes: LaneState, loss, steps, record_every, *, batched=False) -> RunState:
+def state_shapes(lanes: LaneState, loss, steps, record_every, *, tracking: Tracking = Tracking(),
+                 batched=False) -> RunState:
   """The shapes and dtypes (``jax.ShapeDtypeStruct``) of a run's :class:`RunState` (one record
   counter, as a checkpoint stores it)."""
   lane_weights = jax.tree_util.tree_map(lambda w: w[0], lanes.weights) if batched else lanes.weights
-  rec = _record_shapes(lane_weights, loss)
+  rec = _record_shapes(lane_weights, loss, tracking)
   lead = (np.shape(lanes.diverged)[0],) if batched else ()
   lead += (steps // record_every + 1,)
   dtype = lambda x: x.dtype if hasattr(x, "dtype") else np.result_type(x)
@@ -350,8 +365,8 @@ def state_shapes(lanes: LaneState, loss, steps, record_every, *, batched=False) 
                   jax.ShapeDtypeStruct((), jnp.int32))
 
 
-def initial_state(lanes: LaneState, loss, steps, record_every, *, batched=False, saved=None,
-                  mesh=None) -> RunState:
+def initial_state(lanes: LaneState, loss, steps, record_every, *, tracking: Tracking = Tracking(),
+                  batched=False, saved=None, mesh=None) -> RunState:
   """The loop's starting carry: fresh copies of ``lanes`` and NaN buffers for ``T`` records, or
   the ``saved`` state (host arrays, e.g. from :func:`restore`) put on the devices.
 
@@ -373,7 +388,7 @@ def initial_state(lanes: LaneState, loss, steps, record_every, *, batched=False,
   if saved is not None:
     return RunState(jax.tree_util.tree_map(place, saved.lanes), jax.tree_util.tree_map(place, saved.records),
                     place(block))
-  shapes = state_shapes(lanes, loss, steps, record_every, batched=batched)
+  shapes = state_shapes(lanes, loss, steps, record_every, tracking=tracking, batched=batched)
   if mesh is None:
     leaves, treedef = jax.tree_util.tree_flatten(shapes.records)
     return _fresh_state(lanes, block, tuple((x.shape, x.dtype) for x in leaves), treedef)
@@ -401,21 +416,24 @@ def drive(run_segment, state: RunState, *, steps, record_every, progress=None, c
     checkpoint: ``checkpoint(state)`` writes a checkpoint, or None.
     checkpoint_blocks: records between checkpoints.
     count: ``count(state) -> (stopped, diverged)`` lanes so far, for the progress bar.
+
+  The loop runs inside :func:`lintraj.singular_values.lapack_single_thread`.
   """
   total = steps // record_every + 1
-  block = records_written(state)
-  while block < total:
-    until = total
-    if checkpoint is not None:
-      until = min(until, (block // checkpoint_blocks + 1) * checkpoint_blocks)
-    if progress is not None:
-      until = progress.until(block, until)
-    state = run_segment(state, until)
+  with lapack_single_thread():  # OpenBLAS threads only contend with XLA's (see singular_values)
     block = records_written(state)
-    if progress is not None:
-      progress.update(min(block * record_every, steps), *(count(state) if count else ()))
-    if checkpoint is not None and (block % checkpoint_blocks == 0 or block == total):
-      checkpoint(state)
+    while block < total:
+      until = total
+      if checkpoint is not None:
+        until = min(until, (block // checkpoint_blocks + 1) * checkpoint_blocks)
+      if progress is not None:
+        until = progress.until(block, until)
+      state = run_segment(state, until)
+      block = records_written(state)
+      if progress is not None:
+        progress.update(min(block * record_every, steps), *(count(state) if count else ()))
+      if checkpoint is not None and (block % checkpoint_blocks == 0 or block == total):
+        checkpoint(state)
   return state
 
 
@@ -446,6 +464,7 @@ def restore(template, leaves: dict):
 
 
 def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, stop_at_loss=None,
+                     track=(), track_every: int = 1, singular_values: str = "batched",
                      progress: bool = False, checkpoint=None, checkpoint_every: int | None = None
                      ) -> Trajectory:
   r"""Full-batch gradient descent on the network loss :math:`L^N(W_1..W_N) = L^1(W_{1:N})`,
@@ -473,6 +492,13 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
     steps: number of GD steps.
     record_every: record at steps ``0, k, 2k, ...``; ``T = steps // k + 1`` records.
     stop_at_loss: stop once the loss is at most this (None: never).
+    track: metrics to record besides the default ones, from
+      :data:`lintraj.trajectory.TRACKABLE`: ``("sharpness",)`` records the top Hessian eigenvalue
+      (:func:`lintraj.landscape.sharpness`, Lanczos, matrix-free) to compare with :math:`2/\eta`.
+    track_every: record the tracked metrics at every ``track_every``-th record only (NaN at the
+      others; each sharpness costs about 60 Hessian-vector products).
+    singular_values: ``"batched"`` (default: equal-shaped matrices share one LAPACK call) or
+      ``"exact"`` (one call per matrix); the same values either way (:mod:`lintraj.singular_values`).
     progress: show a tqdm progress bar (advanced between segments of the compiled loop; the
       records are identical with and without it).
     checkpoint: a path; with ``checkpoint_every=K`` the run's state is written there (atomically)
@@ -492,6 +518,10 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
     ((6,), True)
     >>> lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, steps=500, stop_at_loss=1.1e-4).stopped_step
     30
+    >>> traj = lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, steps=500, record_every=100,
+    ...                            track=("sharpness",))
+    >>> bool(traj.sharpness[-1] < 2 / 0.1)   # GD settled where it is stable: sharpness < 2 / lr
+    True
 
   References:
     Arora, Cohen, Golowich, Hu. A Convergence Analysis of Gradient Descent for Deep Linear
@@ -502,22 +532,24 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
   stop = check_stop_at_loss(stop_at_loss)
   if stop.ndim:
     raise ValueError(f"stop_at_loss must be a number for a single run; got shape {stop.shape}.")
+  tracking = check_tracking(track, track_every, singular_values)
   path = check_checkpoint(checkpoint, checkpoint_every)
   bar = progress_bar(progress, steps, "gradient descent")
-  check_memory(weights, loss, steps, record_every)
+  check_memory(weights, loss, steps, record_every, tracking=tracking)
   call = dict(steps=steps, record_every=record_every, stop_at_loss=float(stop), lr=lr,
-              checkpoint_every=checkpoint_every)
+              checkpoint_every=checkpoint_every, tracking=tracking._asdict())
   return _run_gradient_descent(weights, loss, call, bar, path)
 
 
 def _run_gradient_descent(weights, loss, call, bar, path, saved=None) -> Trajectory:
   """Run (or, from ``saved`` state leaves, continue) a validated single-network GD call."""
   steps, record_every, checkpoint_every = call["steps"], call["record_every"], call["checkpoint_every"]
+  tracking = call_tracking(call)
   dtype = weights[0].dtype
   lanes = LaneState(weights, jnp.asarray(call["lr"], dtype), jnp.int32(-1), jnp.int32(-1))
   if saved is not None:
-    saved = restore(state_shapes(lanes, loss, steps, record_every), saved)
-  state = initial_state(lanes, loss, steps, record_every, saved=saved)
+    saved = restore(state_shapes(lanes, loss, steps, record_every, tracking=tracking), saved)
+  state = initial_state(lanes, loss, steps, record_every, tracking=tracking, saved=saved)
   writer = None
   if path is not None:
     from lintraj import io
@@ -527,7 +559,7 @@ def _run_gradient_descent(weights, loss, call, bar, path, saved=None) -> Traject
         state_arrays={str(i): x for i, x in enumerate(jax.tree_util.tree_leaves(jax.device_get(state)))})
   stop = jnp.asarray(call["stop_at_loss"], dtype)
   segment = lambda s, until: _gradient_descent_run(s, loss, stop, until, steps=steps,
-                                                   record_every=record_every)
+                                                   record_every=record_every, tracking=tracking)
   try:
     state = drive(segment, state, steps=steps, record_every=record_every, progress=bar, checkpoint=writer,
                   checkpoint_blocks=checkpoint_blocks(checkpoint_every, record_every))
@@ -537,17 +569,24 @@ def _run_gradient_descent(weights, loss, call, bar, path, saved=None) -> Traject
   return _trajectory(state, steps, record_every)
 
 
+def call_tracking(call: dict) -> Tracking:
+  """The :class:`Tracking` stored in a run's call (a checkpoint's); the defaults for older ones."""
+  return Tracking(**call.get("tracking", {}))
+
+
 def resume_gradient_descent(path, call, arrays, loss, saved, progress) -> Trajectory:
   """Continue a :func:`gradient_descent` run from a checkpoint's contents (see :func:`lintraj.resume`)."""
   weights = check_weights([arrays[f"weights/{j}"] for j in range(len(arrays))])
-  check_memory(weights, loss, call["steps"], call["record_every"])
+  check_memory(weights, loss, call["steps"], call["record_every"], tracking=call_tracking(call))
   return _run_gradient_descent(weights, loss, call, progress_bar(progress, call["steps"], "gradient descent"),
                                path, saved)
 
 
 def train(weights, loss, optimizer: optax.GradientTransformation, *, steps: int,
-          record_every: int = 1, progress: bool = False) -> Trajectory:
-  r"""Train the network with any optax optimizer, recording like :func:`gradient_descent`.
+          record_every: int = 1, track=(), track_every: int = 1, singular_values: str = "batched",
+          progress: bool = False) -> Trajectory:
+  r"""Train the network with any optax optimizer, recording like :func:`gradient_descent`
+  (``track``, ``track_every`` and ``singular_values`` as there).
 
   The optimizer is a compile-time constant: reuse the same object to avoid recompiling.
 
@@ -566,12 +605,13 @@ def train(weights, loss, optimizer: optax.GradientTransformation, *, steps: int,
   if not isinstance(optimizer, optax.GradientTransformation):
     raise ValueError(f"optimizer must be an optax.GradientTransformation (e.g. optax.sgd(1e-2)); got "
                      f"{type(optimizer).__name__}.")
+  tracking = check_tracking(track, track_every, singular_values)
   bar = progress_bar(progress, steps, "train")
-  check_memory(weights, loss, steps, record_every)
+  check_memory(weights, loss, steps, record_every, tracking=tracking)
   lanes = LaneState(weights, optimizer.init(weights), jnp.int32(-1), jnp.int32(-1))
-  state = initial_state(lanes, loss, steps, record_every)
+  state = initial_state(lanes, loss, steps, record_every, tracking=tracking)
   segment = lambda s, until: _train_run(s, loss, until, optimizer=optimizer, steps=steps,
-                                        record_every=record_every)
+                                        record_every=record_every, tracking=tracking)
   try:
     state = drive(segment, state, steps=steps, record_every=record_every, progress=bar)
   finally:

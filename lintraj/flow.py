@@ -20,6 +20,7 @@ from jax import lax
 
 from lintraj.dynamics import check_run
 from lintraj.network import end_to_end
+from lintraj.singular_values import lapack_single_thread
 from lintraj.trajectory import Trajectory, record
 from lintraj.validation import check_int, check_positive
 
@@ -231,10 +232,11 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
   rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
   max_steps = check_int("max_steps", max_steps, 1)
   dtype = weights[0].dtype
-  recs, final, n_reached, _ = _gradient_flow_run(
-      weights, loss, jnp.asarray(times, dtype), jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype),
-      jnp.asarray(max_steps, jnp.int32))
-  n_reached = int(n_reached)
+  with lapack_single_thread():  # as gradient_descent's runs (see lintraj.singular_values)
+    recs, final, n_reached, _ = _gradient_flow_run(
+        weights, loss, jnp.asarray(times, dtype), jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype),
+        jnp.asarray(max_steps, jnp.int32))
+    n_reached = int(n_reached)
   stopped = None
   if n_reached < len(times):
     stopped = float(times[n_reached])

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_trajectory"]
+__all__ = ["plot_trajectory", "plot_sharpness"]
+
+
+def _pyplot():
+  import matplotlib
+  if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "agg"):
+    matplotlib.use("Agg", force=False)
+  import matplotlib.pyplot as plt
+  return plt
 
 
 def plot_trajectory(trajectory, *, title: str | None = None):
@@ -20,11 +28,7 @@ def plot_trajectory(trajectory, *, title: str | None = None):
     >>> len(fig.axes)
     4
   """
-  import matplotlib
-  if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "agg"):
-    matplotlib.use("Agg", force=False)
-  import matplotlib.pyplot as plt
-
+  plt = _pyplot()
   step = np.asarray(trajectory.step)
   fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
   ax = axes[0, 0]
@@ -51,3 +55,47 @@ def plot_trajectory(trajectory, *, title: str | None = None):
   if title:
     fig.suptitle(title)
   return fig
+
+
+def plot_sharpness(trajectory, lr: float, *, ax=None):
+  r"""The tracked sharpness :math:`\lambda_{\max}(\nabla^2 L^N)` along a run against the edge of
+  stability :math:`2/\eta` (GD is linearly stable at a minimum only below it), log-scale loss on a
+  twin axis. Only the records where the sharpness was computed are drawn.
+
+  Args:
+    trajectory: a single run with ``track=("sharpness",)``.
+    lr: its learning rate :math:`\eta`.
+    ax: a matplotlib Axes to draw on (default: a new figure).
+
+  Returns:
+    The Axes. Needs ``pip install 'lintraj[plot]'``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, lintraj as lt
+    >>> ws = lt.init.balanced(jax.random.PRNGKey(0), (2, 2, 1), std=0.5)
+    >>> traj = lt.gradient_descent(ws, lt.losses.target(jnp.ones((1, 2))), lr=0.1, steps=50,
+    ...                            track=("sharpness",), track_every=5)
+    >>> ax = plot_sharpness(traj, lr=0.1)
+    >>> len(ax.lines)   # sharpness and 2 / lr
+    2
+
+  References:
+    Cohen, Kaur, Li, Kolter, Talwalkar. Gradient Descent on Neural Networks Typically Occurs at
+    the Edge of Stability. ICLR 2021 (arXiv 2103.00065), Figure 1.
+  """
+  if trajectory.sharpness is None or np.ndim(trajectory.sharpness) != 1:
+    raise ValueError("plot_sharpness needs a single run made with track=('sharpness',); for a batched "
+                     "run pick one lane first with lt.sweep.lane(trajectory, index).")
+  plt = _pyplot()
+  if ax is None:
+    _, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+  step, sharp = np.asarray(trajectory.step), np.asarray(trajectory.sharpness)
+  tracked = ~np.isnan(sharp)
+  ax.plot(step[tracked], sharp[tracked], marker=".", label=r"sharpness $\lambda_{\max}$")
+  ax.axhline(2.0 / lr, color="gray", ls="--", lw=1.0, label=r"$2/\eta$")
+  ax.set(xlabel="iteration", ylabel="top Hessian eigenvalue", title=f"sharpness, lr = {lr:g}")
+  loss_ax = ax.twinx()
+  loss_ax.semilogy(step, np.asarray(trajectory.loss), color="C1", lw=0.8, alpha=0.6)
+  loss_ax.set_ylabel("loss (log scale)", color="C1")
+  ax.legend(loc="center right", fontsize="small")
+  return ax

@@ -26,6 +26,9 @@ times longer. :func:`lapack_single_thread` holds that OpenBLAS to one thread aro
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import glob
 import os
 
 import jax.numpy as jnp
@@ -100,14 +103,42 @@ def singular_values(matrices, method: str = "batched") -> tuple:
   return tuple(out)
 
 
+@functools.lru_cache(maxsize=1)
+def _lapack_thread_controls():
+  """``(get, set)`` of the thread count of scipy's OpenBLAS (jaxlib's CPU LAPACK calls scipy's, and
+  loads it on first use; it is loaded here so that a process's first run is covered too), or None
+  when there is no such library (e.g. scipy built on Apple's Accelerate)."""
+  try:
+    import scipy
+    import scipy.linalg.cython_lapack  # noqa: F401  (loads scipy's LAPACK, as jaxlib does)
+  except ImportError:
+    return None
+  root = os.path.dirname(os.path.dirname(scipy.__file__))
+  paths = sorted(glob.glob(os.path.join(root, "scipy.libs", "*scipy_openblas*"))
+                 + glob.glob(os.path.join(root, "scipy", ".dylibs", "*scipy_openblas*")))
+  for path in paths:
+    try:  # RTLD_NOLOAD: only a library the process has already loaded
+      lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
+    except OSError:
+      continue
+    for prefix in ("scipy_openblas_", "openblas_"):
+      get = getattr(lib, prefix + "get_num_threads", None)
+      set_ = getattr(lib, prefix + "set_num_threads", None)
+      if get is not None and set_ is not None:
+        get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+        return get, set_
+  return None
+
+
 @contextlib.contextmanager
 def lapack_single_thread():
   """Inside the block, the OpenBLAS behind jaxlib's CPU LAPACK (scipy's) runs on one thread.
 
   XLA already spreads work over the cores; OpenBLAS threads inside each SVD call only contend
-  with it (on a shared 2-core machine, a depth-8 width-128 step with a record took 0.13 to 1.1 s
-  with default threads and 8 to 12 ms with this, see ``benchmarks/README.md``). NumPy's own BLAS is left alone. Needs ``threadpoolctl``;
-  without it, or when no such OpenBLAS is loaded, the block runs unchanged. Results do not change.
+  with it. Every run (:func:`lintraj.gradient_descent`, :func:`lintraj.train`,
+  :func:`lintraj.batch_gradient_descent`) holds it around its compiled loop; the previous thread
+  count is restored on exit. NumPy's own BLAS is left alone. Where no such OpenBLAS is loaded
+  the block runs unchanged. Results do not change (measured in ``benchmarks/README.md``).
 
   Example:
     >>> import jax.numpy as jnp
@@ -115,16 +146,14 @@ def lapack_single_thread():
     ...   [round(float(x), 6) for x in singular_values((2 * jnp.eye(2),))[0]]
     [2.0, 2.0]
   """
+  controls = _lapack_thread_controls()
+  if controls is None:
+    yield
+    return
+  get, set_ = controls
+  previous = get()
+  set_(1)
   try:
-    import threadpoolctl
-  except ImportError:
     yield
-    return
-  controller = threadpoolctl.ThreadpoolController().select(internal_api="openblas")
-  controller.lib_controllers = [lib for lib in controller.lib_controllers
-                                if "scipy" in os.path.dirname(lib.filepath)]
-  if not controller.lib_controllers:
-    yield
-    return
-  with controller.limit(limits=1):
-    yield
+  finally:
+    set_(previous)

@@ -22,13 +22,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lintraj import init as inits
-from lintraj.dynamics import (LaneState, RunState, _gradient_descent_run, check_checkpoint, check_lr,
-                              check_memory, check_run, check_stop_at_loss, checkpoint_blocks, drive,
+from lintraj.dynamics import (LaneState, RunState, _gradient_descent_run, call_tracking, check_checkpoint,
+                              check_lr, check_memory, check_run, check_stop_at_loss, checkpoint_blocks, drive,
                               initial_state, progress_bar, records_written, restore, state_shapes,
                               to_host)
 from lintraj.losses import Loss, as_loss
 from lintraj.network import check_weights
-from lintraj.trajectory import Trajectory
+from lintraj.trajectory import Trajectory, check_tracking
 
 __all__ = ["batch_gradient_descent", "grid", "fastest", "lane", "stack_losses", "lane_mesh",
            "resume_batch_gradient_descent"]
@@ -116,6 +116,7 @@ def _check_lrs(lr, lanes: int) -> np.ndarray:
 
 
 def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, stop_at_loss=None,
+                           track=(), track_every: int = 1, singular_values: str = "batched",
                            batch_size: int | None = None, devices=None, progress: bool = False,
                            checkpoint=None, checkpoint_every: int | None = None) -> Trajectory:
   r"""Gradient descent on a batch of ``B`` networks at once, one compiled loop, lane by lane
@@ -140,6 +141,8 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
     steps: maximum number of steps.
     record_every: record at steps ``0, k, 2k, ...``; ``T = steps // k + 1`` records.
     stop_at_loss: threshold, a number or shape ``(B,)``; None never stops.
+    track, track_every, singular_values: as in :func:`lintraj.gradient_descent` (``sharpness``
+      then has shape ``(B, T)``).
     batch_size: lanes per device at a time (default: all lanes in one go); a larger batch runs
       in chunks of ``batch_size`` lanes per device, one chunk after another.
     devices: the devices to spread the lanes over (default ``jax.devices()``, all of them).
@@ -184,11 +187,13 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
                                  or batch_size < 1):
     raise ValueError(f"batch_size must be a positive integer (lanes per device at a time) or None; got "
                      f"{batch_size!r}.")
+  tracking = check_tracking(track, track_every, singular_values)
   path = check_checkpoint(checkpoint, checkpoint_every)
   mesh = lane_mesh(devices)
   devices = 1 if mesh is None else mesh.size
   call = dict(steps=steps, record_every=record_every, checkpoint_every=checkpoint_every,
-              batch_size=min(int(batch_size or lanes), -(-lanes // devices)), loss_batched=loss_batched)
+              batch_size=min(int(batch_size or lanes), -(-lanes // devices)), loss_batched=loss_batched,
+              tracking=tracking._asdict())
   bar = _bar(progress, call, lanes, devices)
   return _run(weights, loss, lrs, stop, call, bar, path, mesh)
 
@@ -233,11 +238,12 @@ def _run(weights, loss, lrs, stop, call, bar, path, mesh, saved=None) -> Traject
   """
   steps, record_every, batch_size = call["steps"], call["record_every"], call["batch_size"]
   lanes, dtype = weights[0].shape[0], weights[0].dtype
-  loss_batched = call["loss_batched"]
+  loss_batched, tracking = call["loss_batched"], call_tracking(call)
   devices = 1 if mesh is None else mesh.size
   chunk = batch_size * devices
   lane_loss = _lane_loss(loss, loss_batched, 0)
-  check_memory(tuple(w[0] for w in weights), lane_loss, steps, record_every, device_lanes=batch_size,
+  check_memory(tuple(w[0] for w in weights), lane_loss, steps, record_every, tracking=tracking,
+               device_lanes=batch_size,
                host_lanes=lanes, devices=None if mesh is None else list(mesh.devices.flat))
 
   def lane_state(index):
@@ -245,8 +251,8 @@ def _run(weights, loss, lrs, stop, call, bar, path, mesh, saved=None) -> Traject
                      np.full(len(index), -1, np.int32), np.full(len(index), -1, np.int32))
 
   def host_state(leaves, n):
-    return restore(state_shapes(lane_state(np.zeros(n, int)), lane_loss, steps, record_every, batched=True),
-                   leaves)
+    return restore(state_shapes(lane_state(np.zeros(n, int)), lane_loss, steps, record_every,
+                                tracking=tracking, batched=True), leaves)
 
   def put(x, spec):
     if mesh is None:
@@ -274,14 +280,14 @@ def _run(weights, loss, lrs, stop, call, bar, path, mesh, saved=None) -> Traject
         start = RunState(jax.tree_util.tree_map(pad, current.lanes),
                          jax.tree_util.tree_map(pad, current.records), current.block)
         current = None
-      state = initial_state(lane_state(index), lane_loss, steps, record_every, batched=True, saved=start,
-                            mesh=mesh)
+      state = initial_state(lane_state(index), lane_loss, steps, record_every, tracking=tracking,
+                            batched=True, saved=start, mesh=mesh)
       chunk_loss = (jax.tree_util.tree_map(lambda x: put(np.asarray(x)[index], lane_spec), loss)
                     if loss_batched else shared_loss)
       chunk_stop = put(stop[index].astype(dtype), lane_spec)
       segment = lambda s, until: _gradient_descent_run(
-          s, chunk_loss, chunk_stop, until, steps=steps, record_every=record_every, batched=True,
-          loss_batched=loss_batched, mesh=mesh)
+          s, chunk_loss, chunk_stop, until, steps=steps, record_every=record_every, tracking=tracking,
+          batched=True, loss_batched=loss_batched, mesh=mesh)
       writer = None
       if path is not None:
         finished = [_concat(finished)] if finished else []
@@ -450,6 +456,8 @@ def lane(trajectory: Trajectory, index: int) -> Trajectory:
   for name, value in trajectory._asdict().items():
     if name in ("diverged_step", "stopped_step"):
       values[name] = as_step(value)
+    elif value is None:
+      values[name] = None
     elif isinstance(value, tuple):
       values[name] = tuple(v[index] for v in value)
     else:

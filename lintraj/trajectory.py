@@ -10,11 +10,13 @@ import jax.numpy as jnp
 from lintraj import metrics
 from lintraj import singular_values as sv
 from lintraj.network import end_to_end
+from lintraj.validation import check_int
 
-__all__ = ["Trajectory", "record", "RECORDED_FIELDS"]
+__all__ = ["Trajectory", "record", "RECORDED_FIELDS", "TRACKABLE", "Tracking", "check_tracking"]
 
 RECORDED_FIELDS = ("loss", "balancedness", "deficiency_margin", "grad_norm", "layer_singular_values",
                    "end_to_end_singular_values")
+TRACKABLE = ("sharpness",)
 
 
 class Trajectory(NamedTuple):
@@ -32,6 +34,9 @@ class Trajectory(NamedTuple):
     final: the weights after the last step.
     diverged_step: None, or the first step whose loss was not finite (records from it on are NaN).
     stopped_step: None, or the first step whose loss was <= ``stop_at_loss`` (records from it on repeat).
+    sharpness: None unless the run was asked to ``track=("sharpness",)``; then ``(T,)``, the top
+      eigenvalue of the Hessian of the network loss (:func:`lintraj.landscape.sharpness`) at every
+      ``track_every``-th record (records ``0, k', 2k', ...``) and NaN at the others.
 
   Batched runs (``lintraj.batch_gradient_descent``) add a leading batch axis to every field.
   """
@@ -46,6 +51,41 @@ class Trajectory(NamedTuple):
   final: tuple
   diverged_step: Any = None
   stopped_step: Any = None
+  sharpness: Any = None
+
+
+class Tracking(NamedTuple):
+  """How a run records (hashable: part of the compiled program). Build it with :func:`check_tracking`.
+
+  Attributes:
+    singular_values: ``"batched"`` or ``"exact"`` (see :mod:`lintraj.singular_values`).
+    sharpness_every: record the sharpness at every this many records; 0: not at all.
+  """
+
+  singular_values: str = "batched"
+  sharpness_every: int = 0
+
+
+def check_tracking(track=(), track_every=1, singular_values="batched") -> Tracking:
+  """The :class:`Tracking` of a run's ``track``, ``track_every`` and ``singular_values`` arguments,
+  or ValueError (before any tracing) naming what is wrong.
+
+  Example:
+    >>> check_tracking(("sharpness",), track_every=10)
+    Tracking(singular_values='batched', sharpness_every=10)
+  """
+  names = (track,) if isinstance(track, str) else track
+  try:
+    names = tuple(names)
+  except TypeError:
+    raise ValueError(f"track must be a tuple of metric names from {TRACKABLE}, e.g. "
+                     f"track=('sharpness',); got {track!r}.") from None
+  unknown = [name for name in names if name not in TRACKABLE]
+  if unknown:
+    raise ValueError(f"track names metrics to record besides the default ones ({', '.join(RECORDED_FIELDS)}); "
+                     f"{unknown} is not among {TRACKABLE}. Use e.g. track=('sharpness',).")
+  every = check_int("track_every", track_every, 1)
+  return Tracking(sv.check_method(singular_values), every if "sharpness" in names else 0)
 
 
 def record(weights, loss_value, grads, target, *, singular_values: str = "batched") -> dict:
