@@ -34,6 +34,9 @@ def _parser():
   target = run.add_mutually_exclusive_group()
   target.add_argument("--target-norm", type=float, default=1.0, help="random target Phi with this Frobenius norm")
   target.add_argument("--target", help="a .npy file holding the (d_N, d_0) target Phi")
+  run.add_argument("--sharpness-every", type=int, default=0, metavar="K",
+                   help="also record the sharpness (top Hessian eigenvalue) at every K-th record and plot it "
+                        "against 2/lr in sharpness.png (default 0: not recorded)")
   run.add_argument("--x64", action="store_true", help="run in float64")
   run.add_argument("--out", default="out/run", help="output folder (default out/run)")
   run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,8 +78,11 @@ def _run(args):
   weights = init()
   start = time.perf_counter()
   progress = not args.no_progress and importlib.util.find_spec("tqdm") is not None
+  if args.sharpness_every < 0:
+    raise ValueError(f"--sharpness-every must be a number of records >= 1, or 0 for none; got {args.sharpness_every}.")
+  track = dict(track=("sharpness",), track_every=args.sharpness_every) if args.sharpness_every else {}
   traj = lt.gradient_descent(weights, lt.losses.target(phi), lr=args.lr, steps=args.steps,
-                             record_every=args.record_every, progress=progress)
+                             record_every=args.record_every, progress=progress, **track)
   seconds = time.perf_counter() - start
   os.makedirs(args.out, exist_ok=True)
   metadata = dict(dims=list(args.dims), init=args.init, std=args.std, lr=args.lr, seed=args.seed,
@@ -88,16 +94,24 @@ def _run(args):
                  deficiency_margin_initial=float(traj.deficiency_margin[0]),
                  deficiency_margin_final=float(traj.deficiency_margin[-1]),
                  diverged_step=traj.diverged_step)
+  if traj.sharpness is not None:
+    tracked = np.asarray(traj.sharpness)[~np.isnan(np.asarray(traj.sharpness))]
+    summary.update(sharpness_final=float(tracked[-1]) if tracked.size else None,
+                   sharpness_max=float(tracked.max()) if tracked.size else None, two_over_lr=2 / args.lr)
   with open(os.path.join(args.out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
-  from lintraj.plotting import plot_trajectory
+  from lintraj.plotting import plot_sharpness, plot_trajectory
   dims = ",".join(map(str, args.dims))
   fig = plot_trajectory(traj, title=f"GD on a deep linear network, dims {dims}, {args.init} init "
                         f"(std {args.std:g}), lr {args.lr:g}")
   fig.savefig(os.path.join(args.out, "trajectory.png"), dpi=120)
+  figures = "trajectory.png"
+  if traj.sharpness is not None:
+    plot_sharpness(traj, args.lr).figure.savefig(os.path.join(args.out, "sharpness.png"), dpi=120)
+    figures += ", sharpness.png"
   for name, value in summary.items():
     print(f"{name:>26}: {value}")
-  print(f"wrote {args.out}/trajectory.npz, summary.json, trajectory.png")
+  print(f"wrote {args.out}/trajectory.npz, summary.json, {figures}")
 
 
 def _reproduce(args):

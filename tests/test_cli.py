@@ -28,13 +28,20 @@ def test_run_with_target_file_in_float64(tmp_path):
   np.save(tmp_path / "phi.npy", phi)
   out = tmp_path / "run64"
   assert main(["run", "--dims", "3,5,2", "--target", str(tmp_path / "phi.npy"), "--std", "0.5",
-               "--lr", "0.2", "--steps", "3000", "--record-every", "100", "--x64", "--out", str(out)]) == 0
+               "--lr", "0.2", "--steps", "3000", "--record-every", "100", "--x64", "--sharpness-every", "10",
+               "--out", str(out)]) == 0
   traj, _ = lt.load(out / "trajectory.npz")
   assert traj.loss.dtype == np.float64 and traj.final[0].dtype == np.float64
   np.testing.assert_allclose(lt.end_to_end(tuple(traj.final)), phi, atol=1e-5)
+  assert np.isfinite(traj.sharpness[::10]).all() and np.isnan(traj.sharpness[1::10]).all()
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["sharpness_final"] == float(traj.sharpness[-1]) < summary["two_over_lr"] == 2 / 0.2
+  assert (out / "sharpness.png").stat().st_size > 10_000
 
 
 def test_run_reports_bad_input(tmp_path, capsys):
   assert main(["run", "--dims", "4,2,3", "--std", "0.1", "--out", str(tmp_path / "x")]) == 2
   assert "bottleneck" in capsys.readouterr().err
   assert not os.path.exists(tmp_path / "x" / "trajectory.npz")
+  assert main(["run", "--dims", "4,2,1", "--sharpness-every", "-1", "--out", str(tmp_path / "y")]) == 2
+  assert "--sharpness-every" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 import lintraj as lt
 from lintraj import landscape, landscape_studies
@@ -350,3 +351,23 @@ def test_bad_input_raises_value_error(call, match):
   ws = (jnp.ones((2, 2)), jnp.ones((2, 2)))
   with pytest.raises(ValueError, match=match):
     call(ws, lt.losses.target(jnp.eye(2)))
+
+
+@pytest.mark.parametrize("m", [3, 8])
+def test_newton_mr_step_is_the_minres_iterate(x64, m):
+  """One Newton-MR step is alpha p with p = argmin over the Krylov space K_m(H, g) of ||H p + g||
+  (minimum norm), built here independently in NumPy: an orthonormal basis of [g, Hg, ..., H^{m-1} g]
+  from jax.hessian, then lstsq (m = P = 8: the pseudo-inverse step -H^+ g, as MINRES-QLP)."""
+  ws = (jnp.array([[0.7, -0.2], [0.1, 0.4]]), jnp.array([[0.3, 0.5], [-0.6, 0.2]]))
+  loss = lt.losses.target(jnp.array([[1.0, 0.2], [0.4, -0.8]]))
+  flat, unravel = ravel_pytree(ws)
+  f = lambda x: loss(lt.end_to_end(unravel(x)))
+  g, h = np.asarray(jax.grad(f)(flat)), np.asarray(jax.hessian(f)(flat))
+  krylov = np.stack([np.linalg.matrix_power(h, i) @ g for i in range(m)], axis=1)
+  basis = np.linalg.qr(krylov)[0] if m < len(g) else np.eye(len(g))
+  expected = basis @ np.linalg.lstsq(h @ basis, -g, rcond=1e-12)[0]
+  out = landscape.newton_mr(ws, loss, steps=1, minres_iterations=m)
+  alpha = float(out.step_size[0])
+  assert alpha > 0
+  taken = (np.asarray(ravel_pytree(out.point)[0]) - np.asarray(flat)) / alpha
+  np.testing.assert_allclose(taken, expected, rtol=1e-7, atol=1e-9 * np.linalg.norm(expected))
