@@ -313,8 +313,9 @@ def sharpness(weights, loss, *, num_iterations: int | None = None, key=None) -> 
   r"""The sharpness :math:`\lambda_{\max}(\nabla^2 L^N)`: the top Hessian eigenvalue, matrix-free.
 
   Gradient descent with step :math:`\eta` is stable on a quadratic only while
-  :math:`\lambda_{\max} < 2/\eta`; along real runs the sharpness rises to hover at :math:`2/\eta`
-  (edge of stability). Jittable: call it inside a compiled loop to track it along a run.
+  :math:`\lambda_{\max} < 2/\eta`; along many runs the sharpness rises to :math:`2/\eta` (edge of
+  stability). On deep linear networks the per-step sharpness then alternates on both sides of
+  :math:`2/\eta` and only its two-step mean settles there (the ``edge-of-stability`` reproduction). Jittable: call it inside a compiled loop to track it along a run.
   Lanczos as in :func:`top_eigenvalues` (default ``min(P, 60)`` steps).
 
   At a balanced global minimum of :math:`\tfrac12\|W - \Phi\|_F^2` the residual is zero, so

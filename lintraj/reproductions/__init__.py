@@ -78,6 +78,10 @@ REGISTRY = {
         "lintraj.landscape_studies", "run_saddles",
         "Kawaguchi 2016: escaping the origin, a strict saddle at depth 2 and a non-strict one at "
         "depth 3, by GD, perturbed GD and saddle-free Newton; the Hessian spectrum along the way", ("pdf",)),
+    "edge-of-stability": Reproduction(
+        "lintraj.reproductions.edge_of_stability", "run",
+        "Cohen et al. 2021 / Kreisler et al. 2023: sharpness along GD vs 2/lr on deep linear networks, "
+        "the flattest minimum N sigma^(2-2/N), self-balancing of unbalanced starts to the edge", _COMMON),
 }
 
 
