@@ -3,14 +3,17 @@ researchers write (PyTorch eager, NumPy), and every singular-value candidate lin
 
 Rows, all measured side by side in one process (repetitions interleaved, median kept):
 
-- ``lintraj``: :func:`lintraj.gradient_descent` as shipped (default ``singular_values="batched"``).
-- ``lintraj, LAPACK 1 thread``: the same call inside :func:`lintraj.singular_values.lapack_single_thread`
-  (XLA's threads and the OpenBLAS threads of jaxlib's LAPACK contend on a small CPU).
+- ``lintraj``: :func:`lintraj.gradient_descent` as shipped (default ``singular_values="batched"``;
+  every run holds the OpenBLAS behind jaxlib's LAPACK to one thread,
+  :func:`lintraj.singular_values.lapack_single_thread`, entered in :func:`lintraj.dynamics.drive`).
+- ``lintraj, OpenBLAS default threads``: the same call with that hold disabled
+  (``lintraj.dynamics.lapack_single_thread`` replaced by :func:`contextlib.nullcontext` for this row
+  only): what the previous default cost, where XLA's threads and OpenBLAS's contend.
 - ``torch``, ``numpy``: :mod:`reference_torch`, :mod:`reference_numpy` with default threads, and
   the same with one thread (``torch.set_num_threads(1)``; every OpenBLAS held to one thread).
-- ``cand: <name>`` (LAPACK on one thread, as above, so that thread contention does not drown the
-  algorithms' differences): one compiled scan (this file's :func:`candidate_runner`, the same
-  loss, update and :func:`lintraj.trajectory.record` fields) with the singular values computed by
+- ``cand: <name>`` (LAPACK on one thread, as the shipped runs hold it, so that thread contention
+  does not drown the algorithms' differences): one compiled scan (this file's
+  :func:`candidate_runner`, the same loss, update and :func:`lintraj.trajectory.record` fields) with the singular values computed by
   candidate ``<name>``: ``exact`` (one LAPACK SVD per matrix), ``batched`` (the library default:
   equal shapes in batched calls of up to 8), ``gram`` (``sqrt(eigvalsh(W^T W))``, the Gram
   balancedness already needs), ``tracked`` (stateful prototype, see :func:`_track_one`:
@@ -40,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import reference_numpy  # noqa: E402
 from common import lt  # noqa: E402
+from lintraj import dynamics  # noqa: E402
 from lintraj import singular_values as sv  # noqa: E402
 from lintraj import trajectory  # noqa: E402
 
@@ -51,6 +55,18 @@ try:
   import threadpoolctl
 except ImportError:
   threadpoolctl = None
+
+
+@contextlib.contextmanager
+def openblas_default_threads():
+  """Inside the block, lintraj's runs leave the OpenBLAS behind jaxlib's LAPACK on its default
+  threads (the behaviour before every run held it to one thread)."""
+  held = dynamics.lapack_single_thread
+  dynamics.lapack_single_thread = contextlib.nullcontext
+  try:
+    yield
+  finally:
+    dynamics.lapack_single_thread = held
 
 
 @contextlib.contextmanager
@@ -206,9 +222,9 @@ def measure(depth, width, record_every, quick):
                                               record_every=record_every))
   lintraj_run()  # compile
   runs["lintraj"], steps_of["lintraj"] = lintraj_run, lintraj_steps
-  if threadpoolctl is not None:
-    runs["lintraj, LAPACK 1 thread"], steps_of["lintraj, LAPACK 1 thread"] = lintraj_run, lintraj_steps
-    contexts["lintraj, LAPACK 1 thread"] = sv.lapack_single_thread
+  default_threads = "lintraj, OpenBLAS default threads"
+  runs[default_threads], steps_of[default_threads] = lintraj_run, lintraj_steps
+  contexts[default_threads] = openblas_default_threads
   if reference_torch is not None:
     runs["torch"] = lambda: reference_torch.run(weights, phi, lr=common.LR, steps=ref_steps,
                                                 record_every=record_every)
@@ -237,7 +253,7 @@ def measure(depth, width, record_every, quick):
   seconds = common.interleaved(samples, 1 if quick else 3)
   rate = {name: reps[name] * steps_of[name] / seconds[name] for name in runs}
   rows = []
-  first = ["lintraj", "lintraj, LAPACK 1 thread", "torch", "torch, 1 thread", "numpy",
+  first = ["lintraj", "lintraj, OpenBLAS default threads", "torch", "torch, 1 thread", "numpy",
            "numpy, BLAS 1 thread"]
   for name in sorted(runs, key=lambda n: (first + [n]).index(n)):
     row = dict(depth=depth, width=width, record_every=record_every, impl=name,

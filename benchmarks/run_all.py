@@ -17,9 +17,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import common  # noqa: E402
 
-SCRIPTS = ("bench_tracking", "bench_bare_step", "bench_compile", "bench_memory", "bench_sweep")
+SCRIPTS = ("bench_tracking", "bench_bare_step", "bench_compile", "bench_memory", "bench_sweep",
+           "bench_levers")
 RESULT_OF = dict(bench_tracking="tracking", bench_bare_step="bare_step", bench_compile="compile",
-                 bench_memory="memory", bench_sweep="sweep")
+                 bench_memory="memory", bench_sweep="sweep", bench_levers="levers")
 
 
 def load(name):
@@ -39,8 +40,9 @@ def tracking_section(res):
          "(`reference_torch.py`) and the NumPy loop (`reference_numpy.py`) measured in the same run, "
          "`x torch 1t` / `x numpy 1t` to the same loops on one thread (`torch.set_num_threads(1)`; "
          "OpenBLAS held to one thread). "
-         "`lintraj` is `lt.gradient_descent` as shipped; `lintraj, LAPACK 1 thread` the same call inside "
-         "`lt.singular_values.lapack_single_thread()`; `cand: *` rows "
+         "`lintraj` is `lt.gradient_descent` as shipped (it holds the OpenBLAS behind jaxlib's LAPACK "
+         "to one thread while its loop runs); `lintraj, OpenBLAS default threads` the same call "
+         "with that hold disabled (the previous default); `cand: *` rows "
          "are the singular-value candidates in one compiled scan (`bench_tracking.py`), `max err` "
          "their largest `|sigma - sigma_exact| / sigma_max` against `cand: exact` over the run.", ""]
   for every in sorted({r["record_every"] for r in rows}):
@@ -55,19 +57,22 @@ def goals(tracking, bare, compile_):
   out = ["## Goals of issue 6, as measured above", ""]
   if tracking:
     rows = {(r["depth"], r["width"], r["record_every"], r["impl"]): r for r in tracking["rows"]}
-    pairings = (("lintraj", "x_torch", "x_numpy", "default threads everywhere"),
-                ("lintraj, LAPACK 1 thread", "x_torch_1t", "x_numpy_1t", "one thread everywhere"))
-    for impl, x_torch, x_numpy, how in pairings:
+    # The shipped `lintraj` row, against the references on their default threads and on one thread.
+    pairings = (("x_torch", "x_numpy", "the PyTorch loop on its default threads",
+                 "the PyTorch and NumPy loops on their default threads"),
+                ("x_torch_1t", "x_numpy_1t", "the PyTorch loop on one thread",
+                 "the PyTorch and NumPy loops on one thread"))
+    for x_torch, x_numpy, torch_ref, both_refs in pairings:
       for cfg, want in (((4, 16), 10), ((8, 128), 3)):
-        r = rows.get(cfg + (1, impl), {}).get(x_torch)
+        r = rows.get(cfg + (1, "lintraj"), {}).get(x_torch)
         if r is not None:
-          out.append(f"- Full tracking, record_every=1, {cfg}, {how}: {r:.3g}x the PyTorch loop "
+          out.append(f"- Full tracking, record_every=1, {cfg}: `lintraj` {r:.3g}x {torch_ref} "
                      f"(goal >= {want}x): {'met' if r >= want else 'NOT met'}.")
-      slower = sorted(f"{(r['depth'], r['width'])} k={r['record_every']} vs {ref}"
-                      for r in tracking["rows"] if r["impl"] == impl
+      slower = sorted(f"{(r['depth'], r['width'])} k={r['record_every']} vs {ref} ({r[key]:.3g}x)"
+                      for r in tracking["rows"] if r["impl"] == "lintraj"
                       for ref, key in (("torch", x_torch), ("numpy", x_numpy))
                       if r.get(key) is not None and r[key] < 1)
-      out.append(f"- Never slower than either reference, {how}: " + (
+      out.append(f"- Never slower than {both_refs}, at every benchmarked size and record_every: " + (
           "met." if not slower else "NOT met, slower at " + "; ".join(slower) + "."))
   if bare:
     wide = [r for r in bare["rows"] if r["width"] >= 128]
@@ -84,8 +89,126 @@ def goals(tracking, bare, compile_):
   return out + [""]
 
 
+def _rate(tracking, depth, width, every, impl):
+  """Steps/s of one row of the tracking table, or None."""
+  key = (depth, width, every, impl)
+  return next((r["steps_per_s"] for r in tracking["rows"]
+               if (r["depth"], r["width"], r["record_every"], r["impl"]) == key), None)
+
+
+def _lever(levers, group, lever, every=1):
+  """One row of the levers table (``{}`` when absent)."""
+  key = (group, lever, every)
+  return next((r for r in levers["rows"] if (r["group"], r["lever"], r["record_every"]) == key), {})
+
+
+def _flag_verdict(flags) -> str:
+  """Which flags beat the default by more than twice the control's distance from 1 (at least 5%)
+  at every measured size, in this run."""
+  configs = {r.get("config", "(4, 16)") for r in flags}
+  noise = max([abs(1 - r["x_shipped"]) for r in flags
+               if r["lever"] == "none (control)" and r["x_shipped"] is not None] + [0.025])
+  names = {r["lever"] for r in flags if r["lever"] != "none (control)"}
+  faster = sorted(n for n in names if all(
+      r["x_shipped"] is not None and r["x_shipped"] < 1 - 2 * noise
+      for r in flags if r["lever"] == n) and len([r for r in flags if r["lever"] == n]) == len(configs))
+  if not faster:
+    return (f"No flag beat the default by more than twice that ({2 * noise:.0%}) at every size "
+            "in this run: none is worth recommending.")
+  return ("Beyond twice that noise at every size in this run: " + ", ".join(f"`{n}`" for n in faster)
+          + " (one run; repeat before recommending it).")
+
+
+def what_the_tables_say(tracking, levers):
+  """The README's reading of the tables: every number in it comes from the JSON."""
+  out = ["## What the tables say", ""]
+  if tracking:
+    configs = sorted({(r["depth"], r["width"]) for r in tracking["rows"]})
+    gains = []
+    for every in sorted({r["record_every"] for r in tracking["rows"]}):
+      for depth, width in configs:
+        new, old = (_rate(tracking, depth, width, every, impl)
+                    for impl in ("lintraj", "lintraj, OpenBLAS default threads"))
+        if new and old:
+          gains.append(f"{(depth, width)} k={every}: {new / old:.3g}x")
+    if gains:
+      out.append("- Holding the OpenBLAS behind jaxlib's LAPACK to one thread during a run (shipped: "
+                 "the `lintraj` rows; `lintraj, OpenBLAS default threads` is the previous default) "
+                 "multiplies the rate by: " + "; ".join(gains)
+                 + ". On this shared 2-core CPU, OpenBLAS's threads inside each SVD call contend "
+                 "with XLA's, how much depends on what else runs: at (8, 128) the hold gave 6.65x at "
+                 "record_every=1 and 22.1x at 10 in a run under load earlier the same day, and about "
+                 "1.1-1.5x on an idle machine. The same holds for the references (compare `torch` "
+                 "with `torch, 1 thread`, `numpy` with `numpy, BLAS 1 thread`).")
+    errs = {r["impl"]: r["max_err"] for r in tracking["rows"] if r.get("max_err") is not None}
+    out.append("- The `cand: *` rows differ only in how the singular values are computed. `gram` "
+               "(eigvalsh of the Gram matrix) is not faster on this CPU and its error on zero "
+               "singular values is about 2e-4 sigma_max (`tests/test_tracking.py`; the orthogonal "
+               "init here has none, hence its small `max err`); the stateful `tracked` prototype is "
+               "the fastest at record_every=1 but misses the 1e-5 bar"
+               + (f" (`max err` up to {max(v for k, v in errs.items() if 'tracked' in k):.2g})"
+                  if any('tracked' in k for k in errs) else "")
+               + " when clusters of equal singular values split, so it is not shipped. `batched` "
+               "(the default) against `exact` (one call per matrix) is often within this machine's "
+               "noise.")
+  if levers:
+    shipped = _lever(levers, "record", "shipped record").get("us_per_step")
+    no_sv = _lever(levers, "record", "no singular values").get("us_per_step")
+    loss_only = _lever(levers, "record", "loss only").get("us_per_step")
+    if shipped and no_sv and loss_only:
+      out.append(f"- Where a step goes at (4, 16), record_every=1 (section 6): {shipped:.0f} us per "
+                 f"step shipped, {no_sv:.0f} us without the singular values (so the five 16 x 16 "
+                 f"SVDs, about {shipped - no_sv:.0f} us, are the largest part; a microbenchmark "
+                 f"while this was written: about 10 us per 16 x 16 matrix in XLA's batched LAPACK "
+                 f"call, 16 us per `numpy.linalg.svd` call), "
+                 f"{loss_only:.0f} us recording the loss only (the GD step, the loop and the other "
+                 f"metrics).")
+    sv_rows = [r for r in levers["rows"] if r["group"] == "singular values" and r["x_shipped"] != 1]
+    if sv_rows:
+      out.append("- Singular-value levers at (4, 16), time over the shipped path in this run: "
+                 + "; ".join(f"{r['lever']}: {r['x_shipped']:.2f}" for r in sv_rows)
+                 + ". The control row is the shipped path compiled twice: its distance from 1 is "
+                 "the noise. Earlier side-by-side comparisons while `bench_levers.py` was written: "
+                 "LAPACK's QR driver (`gesvd`) at 0.97 to 1.02 of the shipped time in six (at (4, 16) "
+                 "twice, (8, 64), (8, 128) twice, (16, 32)) and 0.91 in the script's first full run; "
+                 "two half batches at 0.96 ((4, 16)) and 1.07 ((8, 128)), and 0.94 in that first "
+                 "run. No repeatable speed-up beyond the noise, so `lintraj/singular_values.py` keeps "
+                 "one batched `gesdd` call per shape. A 16 x 16 SVD costs what LAPACK's call costs, "
+                 "and an SVD written in XLA operations would pay XLA's per-operation cost many times "
+                 "over (XLA's Jacobi SVD is not implemented on CPU).")
+    flags = [r for r in levers["rows"] if r["group"] == "xla flags" and r["lever"] != "none (default)"]
+    if flags:
+      by_config = {}
+      for r in flags:
+        by_config.setdefault(r.get("config", "(4, 16)"), []).append(
+            f"`{r['lever']}`: {r['x_shipped']:.2f}" if r["x_shipped"] is not None
+            else f"`{r['lever']}`: rejected")
+      out.append("- XLA flags (a fresh process each, `XLA_FLAGS` set before jax starts), time over "
+                 "the default's: " + "; ".join(f"at {c}: " + ", ".join(v) for c, v in by_config.items())
+                 + ". `none (control)` is the default again, so its distance from 1 is the noise. "
+                 + _flag_verdict(flags)
+                 + " An earlier run of the same five flags while this script was written gave 1.00 "
+                 "to 1.08 at (4, 16) and, at (8, 128), 0.97 to 1.02 but 1.44 for "
+                 "`--xla_cpu_use_xnnpack=false` and 1.29 for `--xla_cpu_use_thunk_runtime=false`. "
+                 "lintraj sets no flags.")
+    select = [_lever(levers, "loop bookkeeping", "jnp.where freeze (before)", k) for k in (1, 10)]
+    if all(select):
+      out.append("- The largest lever found is not in the SVDs but in the loop: freezing stopped or "
+                 "diverged networks (`lintraj.dynamics._advance`) now takes the update under "
+                 "`lax.cond`; the previous code computed it and kept it or not with a `jnp.where` on "
+                 f"every weight at every step, which takes {select[0]['x_shipped']:.2f} of the shipped "
+                 f"time at record_every=1 and {select[1]['x_shipped']:.2f} at record_every=10 in this "
+                 "run (records bitwise equal; while this was written the `lax.cond` version measured "
+                 "0.71 to 0.84 of the `jnp.where` one at record_every=1 and 0.80 to 0.81 at 10). "
+                 "Batched runs are unaffected: under `vmap` a `lax.cond` becomes a select.")
+  out += ["- `lintraj` rows include `gradient_descent`'s fixed per-call cost (argument checks, "
+          "shape tracing) and the loop's divergence and stopping bookkeeping; the `cand: *` rows "
+          "have neither.", ""]
+  return out
+
+
 def readme():
-  tracking, bare, compile_, memory, sweep = (load(RESULT_OF[s]) for s in SCRIPTS)
+  tracking, bare, compile_, memory, sweep, levers = (load(RESULT_OF[s]) for s in SCRIPTS)
   some = next((r for r in (tracking, bare, compile_, memory) if r), None)
   out = ["# lintraj benchmarks", "",
          "Generated by `python benchmarks/run_all.py` from `benchmarks/results/*.json`; do not edit by hand.",
@@ -98,22 +221,7 @@ def readme():
     out += [f"Measured on: {m['processor']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, "
             f"jax {m['jax']} ({m['backend']}), numpy {m['numpy']}, at {m['time']}.", ""]
   out += goals(tracking, bare, compile_)
-  out += ["## What the tables say", "",
-          "- Every record is dominated by LAPACK's SVDs (the `cand: *` rows differ only in them). "
-          "No candidate that keeps the accuracy bar (`max err` <= 1e-5) is much faster than "
-          "another: `gram` is no faster on CPU (XLA's `eigh` is not faster than its SVD) and its "
-          "error on zero singular values is about 2e-4 sigma_max (`tests/test_tracking.py` "
-          "problems; the orthogonal init here has none, hence the small `max err`); batching "
-          "equal shapes (`batched`, the default) against one call per matrix (`exact`) saves "
-          "some call overhead on small matrices, a difference often within this machine's noise. "
-          "The stateful `tracked` prototype "
-          "is the fastest at record_every=1 but misses the bar by orders of magnitude when "
-          "clusters of equal singular values split (orthogonal init), so it is not shipped.",
-          "- Threads matter more than algorithms here: on a shared 2-core CPU, the OpenBLAS threads "
-          "inside LAPACK (jaxlib's, NumPy's) and PyTorch's OpenMP threads contend with each other "
-          "and with XLA's; compare the default-thread and one-thread rows.",
-          "- `lintraj` rows include `gradient_descent`'s fixed per-call cost (argument checks, "
-          "shape tracing); the `cand: *` rows do not.", ""]
+  out += what_the_tables_say(tracking, levers)
   if tracking:
     out += tracking_section(tracking)
   if bare:
@@ -145,7 +253,19 @@ def readme():
             "progress bar (`benchmarks/bench_sweep.py`).", "",
             common.table(rows, ["config", "lanes", "steps", "lanes_x_steps_per_s", "x_torch", "x_torch_1t",
                                 "x_one_by_one", "progress_overhead"]), ""]
-  out += ["## 6. GPU", "",
+  if levers:
+    out += ["## 6. Levers at small sizes", "",
+            "Time per step of full tracking (float32), mostly at depth 4, width 16, each group measured side "
+            "by side against the shipped `lt.gradient_descent` (`x shipped` < 1: faster; "
+            "`bench_levers.py` says what each row changes). `record`: where the time goes; "
+            "`singular values`: how the five 16 x 16 matrices reach LAPACK; `loop bookkeeping`: "
+            "the per-step freeze of stopped or diverged networks as `lax.cond` (shipped) or as the "
+            "previous `jnp.where` on every weight (records bitwise "
+            f"equal: {levers.get('bookkeeping_records_equal')}); `xla flags`: a fresh process per "
+            "`XLA_FLAGS` value.", "",
+            common.table(levers["rows"], ["group", "config", "lever", "record_every", "us_per_step",
+                                          "x_shipped", "note"]), ""]
+  out += ["## 7. GPU", "",
           "Not measured: this task had no GPU. On a GPU the absolute steps/s of these tables are "
           "meaningful and batched sweeps are the case to measure.", ""]
   with open(os.path.join(HERE, "README.md"), "w") as f:

@@ -206,11 +206,11 @@ def _advance(update, lane: LaneState, value, grads, t, stop_at_loss, active) -> 
   running = active & (lane.diverged < 0) & (lane.stopped < 0)
   diverged = jnp.where(running & ~jnp.isfinite(value), t, lane.diverged)
   stopped = jnp.where(running & (value <= stop_at_loss), t, lane.stopped)
-  new_weights, new_opt_state = update(lane.weights, lane.opt_state, grads)
   moving = running & (diverged < 0) & (stopped < 0)
-  keep = lambda old, new: jnp.where(moving, new, old)
-  return LaneState(jax.tree_util.tree_map(keep, lane.weights, new_weights),
-                   jax.tree_util.tree_map(keep, lane.opt_state, new_opt_state), diverged, stopped)
+  # A cond, not a select of both: a single run skips the update when frozen (vmapped, it is a select).
+  weights, opt_state = lax.cond(moving, lambda: update(lane.weights, lane.opt_state, grads),
+                                lambda: (lane.weights, lane.opt_state))
+  return LaneState(weights, opt_state, diverged, stopped)
 
 
 def lane_point(lane: LaneState, loss):
