@@ -173,9 +173,9 @@ def _record(weights, value, grads, loss, invalid, block, tracking: Tracking) -> 
   weights = jax.tree_util.tree_map(lambda w: jnp.where(invalid, jnp.zeros_like(w), w), weights)
   rec = record(weights, value, grads, loss.target, singular_values=tracking.singular_values)
   if tracking.sharpness_every:
-    nan = jnp.full((), jnp.nan, value.dtype)
     rec["sharpness"] = lax.cond(block % tracking.sharpness_every == 0,
-                                lambda: sharpness(weights, loss).astype(value.dtype), lambda: nan)
+                                lambda: sharpness(weights, loss).astype(value.dtype),
+                                lambda: jnp.full_like(value, jnp.nan))  # typed like value under shard_map
   return mask_record(rec, invalid)
 
 

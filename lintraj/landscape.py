@@ -203,8 +203,8 @@ def _lanczos(matvec, start, num_iterations: int, key):
     following = lax.cond(broke, lambda: restart(j, basis), lambda: w / jnp.where(broke, 1.0, beta))
     return (basis.at[j + 1].set(following), alphas, betas.at[j].set(jnp.where(broke, 0.0, beta)), scale)
 
-  basis, alphas, betas, _ = lax.fori_loop(0, num_iterations, body,
-                                          (basis, alphas, betas, jnp.zeros((), dtype)))
+  carry = jax.tree_util.tree_map(lambda c: _varying_like(c, start), (basis, alphas, betas, jnp.zeros((), dtype)))
+  basis, alphas, betas, _ = lax.fori_loop(0, num_iterations, body, carry)
   return basis, alphas, betas
 
 
@@ -213,13 +213,21 @@ def _tridiagonal(alphas, betas):
   return jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
 
 
+def _varying_like(x, like):
+  """``x`` typed as varying over the mesh axes ``like`` varies over (inside ``shard_map``, e.g. a
+  sharded sweep tracking the sharpness, a random vector must vary like the weights it meets)."""
+  varying = lambda a: getattr(getattr(jax.typeof(a), "manual_axis_type", None), "varying", frozenset())
+  missing = tuple(sorted(varying(like) - varying(x)))
+  return lax.pcast(x, missing, to="varying") if missing else x
+
+
 @functools.partial(jax.jit, static_argnames=("num_iterations",))
 def _ritz_values(weights, loss, key, num_iterations):
   """The Ritz values (ascending) of ``num_iterations`` Lanczos steps on the Hessian."""
   flat, _, f = _flat_loss(weights, loss)
   _, matvec = jax.linearize(jax.grad(f), flat)
   start_key, restart_key = jax.random.split(key)
-  start = jax.random.normal(start_key, flat.shape, flat.dtype)
+  start = _varying_like(jax.random.normal(start_key, flat.shape, flat.dtype), flat)
   _, alphas, betas = _lanczos(matvec, start, num_iterations, restart_key)
   return jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))
 
