@@ -30,6 +30,7 @@ import ctypes
 import functools
 import glob
 import os
+import threading
 
 import jax.numpy as jnp
 from jax import lax
@@ -136,9 +137,11 @@ def lapack_single_thread():
 
   XLA already spreads work over the cores; OpenBLAS threads inside each SVD call only contend
   with it. Every run (:func:`lintraj.gradient_descent`, :func:`lintraj.train`,
-  :func:`lintraj.batch_gradient_descent`) holds it around its compiled loop; the previous thread
-  count is restored on exit. NumPy's own BLAS is left alone. Where no such OpenBLAS is loaded
-  the block runs unchanged. Results do not change (measured in ``benchmarks/README.md``).
+  :func:`lintraj.batch_gradient_descent`, :func:`lintraj.gradient_flow`) holds it around its
+  compiled loop; the thread count it had is restored when the last holder exits (blocks may nest
+  and run in several threads). NumPy's own BLAS is left alone. Where no such OpenBLAS is loaded
+  the block runs unchanged. Results do not change; the speed-up depends on the load
+  (``benchmarks/README.md``).
 
   Example:
     >>> import jax.numpy as jnp
@@ -151,9 +154,25 @@ def lapack_single_thread():
     yield
     return
   get, set_ = controls
-  previous = get()
-  set_(1)
+  with _HOLD.lock:  # the first holder saves the count, the last one restores it (nested, threads)
+    if _HOLD.holders == 0:
+      _HOLD.previous = get()
+      set_(1)
+    _HOLD.holders += 1
   try:
     yield
   finally:
-    set_(previous)
+    with _HOLD.lock:
+      _HOLD.holders -= 1
+      if _HOLD.holders == 0:
+        set_(_HOLD.previous)
+
+
+class _Hold:
+  """Who holds scipy's OpenBLAS to one thread: a process-wide count (the library's setting is global)."""
+
+  def __init__(self):
+    self.lock, self.holders, self.previous = threading.Lock(), 0, None
+
+
+_HOLD = _Hold()

@@ -174,3 +174,31 @@ def test_plot_sharpness_needs_a_tracked_single_run():
   np.testing.assert_array_equal(x, traj.step[::5])  # only the records where it was computed
   np.testing.assert_array_equal(y, traj.sharpness[::5])
   assert ax.lines[1].get_ydata()[0] == pytest.approx(2 / 0.05)
+
+
+def test_lapack_hold_nests_and_restores_across_threads():
+  controls = singular_values._lapack_thread_controls()
+  if controls is None:
+    pytest.skip("no scipy OpenBLAS loaded on this platform")
+  import threading
+  get, _ = controls
+  before = get()
+  inside, outer_done, seen = threading.Event(), threading.Event(), []
+
+  def other():
+    with singular_values.lapack_single_thread():
+      inside.set()
+      outer_done.wait(10)   # still holding after the main thread's block ended
+      seen.append(get())
+
+  worker = threading.Thread(target=other)
+  with singular_values.lapack_single_thread():
+    worker.start()
+    inside.wait(10)
+    with singular_values.lapack_single_thread():
+      assert get() == 1
+    assert get() == 1
+  assert get() == 1        # the other thread still holds it
+  outer_done.set()
+  worker.join(10)
+  assert seen == [1] and get() == before
