@@ -27,7 +27,7 @@ import optax
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from lintraj.landscape import sharpness
+from lintraj.landscape import hessian_extremes
 from lintraj.losses import as_loss
 from lintraj.network import check_weights, end_to_end, layer_dims
 from lintraj.progress import Progress
@@ -168,14 +168,18 @@ def _value_and_grad(weights, loss):
 def _record(weights, value, grads, loss, invalid, block, tracking: Tracking) -> dict:
   """The recorded metrics at one point (record number ``block``), all NaN where ``invalid``
   (metrics of zeros are computed there instead of the weights, which may be infinite, so no SVD
-  sees a non-finite matrix). The sharpness, when tracked, only at every
-  ``tracking.sharpness_every``-th record (NaN at the others, not computed)."""
+  sees a non-finite matrix). The Hessian's extreme eigenvalues, when tracked, only at every
+  ``tracking.track_every``-th record (NaN at the others, not computed): one Lanczos run gives both."""
   weights = jax.tree_util.tree_map(lambda w: jnp.where(invalid, jnp.zeros_like(w), w), weights)
   rec = record(weights, value, grads, loss.target, singular_values=tracking.singular_values)
-  if tracking.sharpness_every:
-    rec["sharpness"] = lax.cond(block % tracking.sharpness_every == 0,
-                                lambda: sharpness(weights, loss).astype(value.dtype),
-                                lambda: jnp.full_like(value, jnp.nan))  # typed like value under shard_map
+  if tracking.track:
+    def curvature():
+      lowest, highest = hessian_extremes(weights, loss).astype(value.dtype)
+      both = {"sharpness": highest, "min_hessian_eigenvalue": lowest}
+      return {name: both[name] for name in tracking.track}
+
+    nan = lambda: {name: jnp.full_like(value, jnp.nan) for name in tracking.track}  # typed like value
+    rec.update(lax.cond(block % tracking.track_every == 0, curvature, nan))
   return mask_record(rec, invalid)
 
 
@@ -493,8 +497,10 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
     record_every: record at steps ``0, k, 2k, ...``; ``T = steps // k + 1`` records.
     stop_at_loss: stop once the loss is at most this (None: never).
     track: metrics to record besides the default ones, from
-      :data:`lintraj.trajectory.TRACKABLE`: ``("sharpness",)`` records the top Hessian eigenvalue
-      (:func:`lintraj.landscape.sharpness`, Lanczos, matrix-free) to compare with :math:`2/\eta`.
+      :data:`lintraj.trajectory.TRACKABLE`: ``"sharpness"``, the top Hessian eigenvalue
+      (:func:`lintraj.landscape.sharpness`, Lanczos, matrix-free) to compare with :math:`2/\eta`;
+      ``"min_hessian_eigenvalue"``, the bottom one (negative near a saddle). Both come from one
+      Lanczos run (:func:`lintraj.landscape.hessian_extremes`).
     track_every: record the tracked metrics at every ``track_every``-th record only (NaN at the
       others; each sharpness costs about 60 Hessian-vector products).
     singular_values: ``"batched"`` (default: equal-shaped matrices share one LAPACK call) or
@@ -571,7 +577,8 @@ def _run_gradient_descent(weights, loss, call, bar, path, saved=None) -> Traject
 
 def call_tracking(call: dict) -> Tracking:
   """The :class:`Tracking` stored in a run's call (a checkpoint's); the defaults for older ones."""
-  return Tracking(**call.get("tracking", {}))
+  stored = call.get("tracking", {})
+  return Tracking(**dict(stored, track=tuple(stored.get("track", ()))))  # JSON stores the tuple as a list
 
 
 def resume_gradient_descent(path, call, arrays, loss, saved, progress) -> Trajectory:

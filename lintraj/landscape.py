@@ -40,7 +40,7 @@ from lintraj.network import as_float_array, check_weights, end_to_end
 from lintraj.validation import check_int, check_positive
 
 __all__ = [
-    "hessian", "hvp", "top_eigenvalues", "bottom_eigenvalues", "sharpness",
+    "hessian", "hvp", "top_eigenvalues", "bottom_eigenvalues", "sharpness", "hessian_extremes",
     "Classification", "classify", "GradientFlatness", "gradient_flatness",
     "autoencoder_loss", "AutoencoderCriticalPoints", "autoencoder_critical_points",
     "CriticalPointSearch", "gradient_norm_descent", "newton_mr", "damped_newton",
@@ -236,7 +236,9 @@ def _default_iterations(k: int, size: int) -> int:
   return min(size, max(2 * k + 40, 60))
 
 
-def _extreme_eigenvalues(weights, loss, k, method, num_iterations, key, largest: bool):
+def _extreme_eigenvalues(weights, loss, k, method, num_iterations, key, largest: bool, every: bool = False):
+  """The ``k`` largest (descending) or smallest (ascending) eigenvalues; ``every``: all the Ritz
+  values (or the whole spectrum), ascending."""
   weights, loss = _check_network(weights, loss)
   size = _num_params(weights)
   k = check_int("k", k, 1, size)
@@ -250,6 +252,8 @@ def _extreme_eigenvalues(weights, loss, k, method, num_iterations, key, largest:
   else:
     raise ValueError(f"method must be 'lanczos' (matrix-free) or 'dense' (eigvalsh of the dense "
                      f"Hessian, small networks); got {method!r}.")
+  if every:
+    return values
   return values[::-1][:k] if largest else values[:k]
 
 
@@ -344,6 +348,29 @@ def sharpness(weights, loss, *, num_iterations: int | None = None, key=None) -> 
     the Edge of Stability. ICLR 2021 (arXiv 2103.00065), Section 3.
   """
   return top_eigenvalues(weights, loss, 1, num_iterations=num_iterations, key=key)[0]
+
+
+def hessian_extremes(weights, loss, *, num_iterations: int | None = None, key=None) -> jnp.ndarray:
+  r"""The smallest and the largest Hessian eigenvalue, :math:`(\lambda_{\min}, \lambda_{\max})`,
+  from one Lanczos run (the extreme Ritz values converge first; see :func:`top_eigenvalues`).
+
+  :math:`\lambda_{\max}` is the :func:`sharpness`; :math:`\lambda_{\min} < 0` means a direction of
+  negative curvature (a saddle's escape direction), the quantity to watch along a run that passes
+  near one. Jittable; tracked along runs by ``track=("sharpness", "min_hessian_eigenvalue")``.
+
+  Example:
+    >>> import jax.numpy as jnp, lintraj as lt
+    >>> ws = (jnp.zeros((2, 2)), jnp.zeros((2, 2)))        # depth 2 at the origin: -+ sigma_i(Phi)
+    >>> phi = jnp.diag(jnp.array([3.0, 1.0]))
+    >>> [round(float(x), 4) for x in hessian_extremes(ws, lt.losses.target(phi))]
+    [-3.0, 3.0]
+
+  References:
+    Golub and Van Loan, Matrix Computations, 4th ed., Section 10.1; Dauphin et al. Identifying and
+    attacking the saddle point problem in high-dimensional non-convex optimization. NeurIPS 2014.
+  """
+  values = _extreme_eigenvalues(weights, loss, 1, "lanczos", num_iterations, key, largest=False, every=True)
+  return jnp.stack([values[0], values[-1]])
 
 
 # ----------------------------------------------------------------------------- classification

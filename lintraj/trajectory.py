@@ -16,7 +16,7 @@ __all__ = ["Trajectory", "record", "RECORDED_FIELDS", "TRACKABLE", "Tracking", "
 
 RECORDED_FIELDS = ("loss", "balancedness", "deficiency_margin", "grad_norm", "layer_singular_values",
                    "end_to_end_singular_values")
-TRACKABLE = ("sharpness",)
+TRACKABLE = ("sharpness", "min_hessian_eigenvalue")
 
 
 class Trajectory(NamedTuple):
@@ -37,6 +37,8 @@ class Trajectory(NamedTuple):
     sharpness: None unless the run was asked to ``track=("sharpness",)``; then ``(T,)``, the top
       eigenvalue of the Hessian of the network loss (:func:`lintraj.landscape.sharpness`) at every
       ``track_every``-th record (records ``0, k', 2k', ...``) and NaN at the others.
+    min_hessian_eigenvalue: likewise with ``track=("min_hessian_eigenvalue",)``: the smallest
+      Hessian eigenvalue (negative near a saddle; :func:`lintraj.landscape.hessian_extremes`).
 
   Batched runs (``lintraj.batch_gradient_descent``) add a leading batch axis to every field.
   """
@@ -52,6 +54,7 @@ class Trajectory(NamedTuple):
   diverged_step: Any = None
   stopped_step: Any = None
   sharpness: Any = None
+  min_hessian_eigenvalue: Any = None
 
 
 class Tracking(NamedTuple):
@@ -59,11 +62,13 @@ class Tracking(NamedTuple):
 
   Attributes:
     singular_values: ``"batched"`` or ``"exact"`` (see :mod:`lintraj.singular_values`).
-    sharpness_every: record the sharpness at every this many records; 0: not at all.
+    track: the extra metrics recorded, names from :data:`TRACKABLE` in that order.
+    track_every: they are recorded at every this many records (NaN at the others).
   """
 
   singular_values: str = "batched"
-  sharpness_every: int = 0
+  track: tuple = ()
+  track_every: int = 1
 
 
 def check_tracking(track=(), track_every=1, singular_values="batched") -> Tracking:
@@ -71,8 +76,8 @@ def check_tracking(track=(), track_every=1, singular_values="batched") -> Tracki
   or ValueError (before any tracing) naming what is wrong.
 
   Example:
-    >>> check_tracking(("sharpness",), track_every=10)
-    Tracking(singular_values='batched', sharpness_every=10)
+    >>> check_tracking(("min_hessian_eigenvalue", "sharpness"), track_every=10)
+    Tracking(singular_values='batched', track=('sharpness', 'min_hessian_eigenvalue'), track_every=10)
   """
   names = (track,) if isinstance(track, str) else track
   try:
@@ -84,8 +89,8 @@ def check_tracking(track=(), track_every=1, singular_values="batched") -> Tracki
   if unknown:
     raise ValueError(f"track names metrics to record besides the default ones ({', '.join(RECORDED_FIELDS)}); "
                      f"{unknown} is not among {TRACKABLE}. Use e.g. track=('sharpness',).")
-  every = check_int("track_every", track_every, 1)
-  return Tracking(sv.check_method(singular_values), every if "sharpness" in names else 0)
+  return Tracking(sv.check_method(singular_values), tuple(name for name in TRACKABLE if name in names),
+                  check_int("track_every", track_every, 1))
 
 
 def record(weights, loss_value, grads, target, *, singular_values: str = "batched") -> dict:

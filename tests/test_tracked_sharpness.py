@@ -202,3 +202,28 @@ def test_lapack_hold_nests_and_restores_across_threads():
   outer_done.set()
   worker.join(10)
   assert seen == [1] and get() == before
+
+
+def test_min_hessian_eigenvalue_sees_the_saddle_and_then_the_minimum(x64):
+  """Depth 2 from next to the origin, a strict saddle whose Hessian eigenvalues are -+ sigma_i(Phi)
+  (THEORY.md, landscape facts): the bottom eigenvalue starts near -sigma_max = -3 and ends at
+  >= 0 (a global minimum); the top one ends at N sigma_max^(2-2/N) = 6 (balanced minimum, from a
+  small start). Both match the dense Hessian at every tracked record."""
+  phi = jnp.diag(jnp.array([3.0, 1.0]))
+  keys = jax.random.split(jax.random.PRNGKey(3), 2)
+  weights = tuple(1e-3 * jax.random.normal(key, (2, 2), jnp.float64) for key in keys)
+  loss = lt.losses.target(phi)
+  traj = lt.gradient_descent(weights, loss, lr=0.05, steps=600, record_every=20,
+                             track=("min_hessian_eigenvalue", "sharpness"), track_every=5)
+  assert abs(float(traj.min_hessian_eigenvalue[0]) + 3.0) < 1e-2
+  assert float(traj.min_hessian_eigenvalue[-1]) > -1e-8 and traj.loss[-1] < 1e-20
+  assert abs(float(traj.sharpness[-1]) - 6.0) < 1e-4
+  ws = weights
+  for index in range(0, len(traj.step), 5):
+    flat, unravel = ravel_pytree(ws)
+    h = np.asarray(jax.hessian(lambda x: loss(lt.end_to_end(unravel(x))))(flat))
+    spectrum = np.linalg.eigvalsh(h)
+    assert abs(float(traj.min_hessian_eigenvalue[index]) - spectrum[0]) <= 1e-8 * spectrum[-1], index
+    assert abs(float(traj.sharpness[index]) - spectrum[-1]) <= 1e-8 * spectrum[-1], index
+    ws = lt.gradient_descent(ws, loss, lr=0.05, steps=100, record_every=100).final
+  assert np.all(np.isnan(traj.min_hessian_eigenvalue[1::5]))
