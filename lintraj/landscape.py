@@ -236,24 +236,25 @@ def _default_iterations(k: int, size: int) -> int:
   return min(size, max(2 * k + 40, 60))
 
 
-def _extreme_eigenvalues(weights, loss, k, method, num_iterations, key, largest: bool, every: bool = False):
-  """The ``k`` largest (descending) or smallest (ascending) eigenvalues; ``every``: all the Ritz
-  values (or the whole spectrum), ascending."""
+def _spectrum(weights, loss, k, method, num_iterations, key):
+  """Ascending: the Ritz values of a Lanczos run fit for the ``k`` extreme eigenvalues at either
+  end, or the whole spectrum (``method="dense"``)."""
   weights, loss = _check_network(weights, loss)
   size = _num_params(weights)
   k = check_int("k", k, 1, size)
   if method == "dense":
-    values = jnp.linalg.eigvalsh(_dense_hessian(weights, loss))
-  elif method == "lanczos":
+    return jnp.linalg.eigvalsh(_dense_hessian(weights, loss))
+  if method == "lanczos":
     if num_iterations is None:
       num_iterations = _default_iterations(k, size)
     num_iterations = min(check_int("num_iterations", num_iterations, k), size)
-    values = _ritz_values(weights, loss, _default_key(key), num_iterations)
-  else:
-    raise ValueError(f"method must be 'lanczos' (matrix-free) or 'dense' (eigvalsh of the dense "
-                     f"Hessian, small networks); got {method!r}.")
-  if every:
-    return values
+    return _ritz_values(weights, loss, _default_key(key), num_iterations)
+  raise ValueError(f"method must be 'lanczos' (matrix-free) or 'dense' (eigvalsh of the dense "
+                   f"Hessian, small networks); got {method!r}.")
+
+
+def _extreme_eigenvalues(weights, loss, k, method, num_iterations, key, largest: bool):
+  values = _spectrum(weights, loss, k, method, num_iterations, key)
   return values[::-1][:k] if largest else values[:k]
 
 
@@ -369,7 +370,7 @@ def hessian_extremes(weights, loss, *, num_iterations: int | None = None, key=No
     Golub and Van Loan, Matrix Computations, 4th ed., Section 10.1; Dauphin et al. Identifying and
     attacking the saddle point problem in high-dimensional non-convex optimization. NeurIPS 2014.
   """
-  values = _extreme_eigenvalues(weights, loss, 1, "lanczos", num_iterations, key, largest=False, every=True)
+  values = _spectrum(weights, loss, 1, "lanczos", num_iterations, key)
   return jnp.stack([values[0], values[-1]])
 
 
