@@ -502,7 +502,11 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
       ``"min_hessian_eigenvalue"``, the bottom one (negative near a saddle). Both come from one
       Lanczos run (:func:`lintraj.landscape.hessian_extremes`).
     track_every: record the tracked metrics at every ``track_every``-th record only (NaN at the
-      others; each sharpness costs about 60 Hessian-vector products).
+      others). Each tracked record is one Lanczos run of :math:`\min(P, 60)` Hessian-vector
+      products with full reorthogonalisation against a :math:`61 \times P` basis (:math:`P` the
+      number of weights): measured on a 2-core CPU, 14 ms at depth 4 width 16 and 1.1 s at depth
+      8 width 128 (:math:`P = 131072`, where the basis no longer fits in cache), against 0.2 and
+      12 ms for the rest of a record.
     singular_values: ``"batched"`` (default: equal-shaped matrices share one LAPACK call) or
       ``"exact"`` (one call per matrix); the same values either way (:mod:`lintraj.singular_values`).
     progress: show a tqdm progress bar (advanced between segments of the compiled loop; the
