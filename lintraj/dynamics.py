@@ -38,8 +38,7 @@ from lintraj.validation import check_int, check_positive
 __all__ = ["gradient_descent", "train", "check_run", "check_lr", "check_stop_at_loss",
            "check_checkpoint", "checkpoint_blocks", "check_memory", "record_bytes", "LaneState",
            "RunState", "lane_point", "lane_steps", "state_shapes", "initial_state", "drive", "to_host",
-           "call_tracking",
-           "records_written", "progress_bar", "restore", "resume_gradient_descent"]
+           "records_written", "progress_bar", "restore", "call_tracking", "resume_gradient_descent"]
 
 _MAX_STEPS = 2**31 - 1
 
