@@ -205,9 +205,11 @@ def _traced_record_shapes(weight_specs, loss_treedef, loss_specs, tracking) -> d
 
 
 def _advance(update, lane: LaneState, value, grads, t, stop_at_loss, active) -> LaneState:
-  """One update at step ``t`` unless the lane is inactive, diverged or stopped (then it is frozen)."""
-  running = active & (lane.diverged < 0) & (lane.stopped < 0)
-  diverged = jnp.where(running & ~jnp.isfinite(value), t, lane.diverged)
+  """One update at step ``t`` unless the lane is inactive, diverged or stopped (then it is frozen).
+  Divergence is checked even when inactive (the last record, at ``t = steps``, takes no step)."""
+  alive = (lane.diverged < 0) & (lane.stopped < 0)
+  diverged = jnp.where(alive & ~jnp.isfinite(value), t, lane.diverged)
+  running = active & alive
   stopped = jnp.where(running & (value <= stop_at_loss), t, lane.stopped)
   moving = running & (diverged < 0) & (stopped < 0)
   # A cond, not a select of both: a single run skips the update when frozen (vmapped, it is a select).
@@ -249,18 +251,20 @@ def lane_steps(update, lane: LaneState, value, grads, loss, stop_at_loss, t0, n)
   return lax.fori_loop(1, n, step, lane)
 
 
-def _settled(state: RunState, record_every):
-  """True once every lane stopped or diverged no later than the last written record's step."""
+def _settled(state: RunState, record_every, track_every):
+  """True once every lane stopped or diverged no later than the last written record's step, and
+  that record is one where the tracked metrics were computed (so it can stand for every later one)."""
   done = jnp.maximum(state.lanes.diverged, state.lanes.stopped)
-  return (state.block > 0) & jnp.all((done >= 0) & (done <= (state.block - 1) * record_every))
+  return ((state.block > 0) & ((state.block - 1) % track_every == 0)
+          & jnp.all((done >= 0) & (done <= (state.block - 1) * record_every)))
 
 
 def _run_records(update, state: RunState, loss, stop_at_loss, until, *, steps, record_every,
                  batched, loss_batched, tracking):
   """Write records ``state.block .. until - 1``; once every lane has settled, stop stepping and
   fill the remaining records with the last one (the lanes are frozen, so the loop would write
-  the same record again) and set the counter to ``T``. A batch runs the single-network
-  functions vmapped.
+  the same record again; tracked metrics only at their records, NaN between) and set the counter
+  to ``T``. A batch runs the single-network functions vmapped.
   """
   point, take_steps = lane_point, functools.partial(lane_steps, update)
   record_point = functools.partial(_record, tracking=tracking)
@@ -271,6 +275,7 @@ def _run_records(update, state: RunState, loss, stop_at_loss, until, *, steps, r
     record_point = jax.vmap(record_point, in_axes=(0, 0, 0, loss_axis, 0, None))
   axis = 1 if batched else 0
   total = steps // record_every + 1
+  track_every = tracking.track_every if tracking.track else 1
 
   def body(state):
     t0 = state.block * record_every
@@ -284,15 +289,22 @@ def _run_records(update, state: RunState, loss, stop_at_loss, until, *, steps, r
     return RunState(lanes, records, state.block + 1)
 
   def cond(state):
-    return (state.block < until) & ~_settled(state, record_every)
+    return (state.block < until) & ~_settled(state, record_every, track_every)
 
   def fill(state):
-    def fill_buffer(buf):
+    index = jnp.arange(total)
+
+    def fill_buffer(buf, written):  # written: which later records this metric has (not NaN)
+      shape = [-1 if a == axis else 1 for a in range(buf.ndim)]
       last = lax.dynamic_index_in_dim(buf, state.block - 1, axis, keepdims=True)
-      later = (jnp.arange(total) >= state.block).reshape([-1 if a == axis else 1 for a in range(buf.ndim)])
-      return jnp.where(later, last, buf)
-    return RunState(state.lanes, jax.tree_util.tree_map(fill_buffer, state.records),
-                    jnp.full_like(state.block, total))
+      later = (index >= state.block).reshape(shape)
+      return jnp.where(later & written.reshape(shape), last, jnp.where(later, jnp.nan, buf))
+
+    tracked = index % track_every == 0
+    records = {name: jax.tree_util.tree_map(
+        functools.partial(fill_buffer, written=tracked if name in tracking.track else index >= 0), buf)
+        for name, buf in state.records.items()}
+    return RunState(state.lanes, records, jnp.full_like(state.block, total))
 
   state = lax.while_loop(cond, body, state)
   return lax.cond(state.block < until, fill, lambda state: state, state)

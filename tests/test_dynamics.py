@@ -179,3 +179,14 @@ def test_train_rejects_non_optax_optimizer():
   ws, loss = _valid()
   with pytest.raises(ValueError, match="optax"):
     lt.train(ws, loss, "adam", steps=3)
+
+
+def test_divergence_at_the_last_step_is_reported():
+  weights = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 4, 1), std=0.2)
+  loss = lt.losses.target(jnp.array([[2.0, 0.5, -1.0]]))
+  longer = lt.gradient_descent(weights, loss, lr=3.0, steps=60, record_every=1)
+  assert longer.diverged_step is not None
+  last = lt.gradient_descent(weights, loss, lr=3.0, steps=longer.diverged_step, record_every=1)
+  assert np.isnan(last.loss[-1]) and last.diverged_step == longer.diverged_step
+  batch = lt.batch_gradient_descent(tuple(w[None] for w in weights), loss, lr=3.0, steps=longer.diverged_step)
+  assert batch.diverged_step.tolist() == [longer.diverged_step]

@@ -227,3 +227,19 @@ def test_min_hessian_eigenvalue_sees_the_saddle_and_then_the_minimum(x64):
     assert abs(float(traj.sharpness[index]) - spectrum[-1]) <= 1e-8 * spectrum[-1], index
     ws = lt.gradient_descent(ws, loss, lr=0.05, steps=100, record_every=100).final
   assert np.all(np.isnan(traj.min_hessian_eigenvalue[1::5]))
+
+
+def test_an_early_stop_keeps_the_tracking_pattern(x64):
+  """Once a run stops, its later records repeat the frozen point: tracked metrics at their own
+  records (the sharpness of the final weights), NaN between, as in a run that never stopped."""
+  weights, loss = _weights(jnp.float64), lt.losses.target(jnp.asarray(PHI))
+  traj = lt.gradient_descent(weights, loss, lr=0.05, steps=400, record_every=2, stop_at_loss=1e-3,
+                             track=("sharpness",), track_every=4)
+  assert traj.stopped_step is not None and traj.stopped_step < 300
+  tracked = np.arange(len(traj.step)) % 4 == 0
+  assert np.all(np.isfinite(traj.sharpness[tracked])) and np.all(np.isnan(traj.sharpness[~tracked]))
+  after = tracked & (traj.step > traj.stopped_step + 8)
+  np.testing.assert_array_equal(traj.sharpness[after], traj.sharpness[after][0])
+  assert abs(float(traj.sharpness[after][0]) - _dense_sharpness(traj.final, PHI)) <= 1e-8 * float(
+      traj.sharpness[after][0])
+
