@@ -76,16 +76,14 @@ def check_stop_at_loss(stop_at_loss) -> np.ndarray:
 
 
 def check_checkpoint(checkpoint, checkpoint_every):
-  """The checkpoint path (None for none), or ValueError on a half-given or bad pair."""
+  """``(path, checkpoint_every)`` as ``(str, int)``, ``(None, None)`` for no checkpoints, or
+  ValueError on a half-given or bad pair."""
   if checkpoint is None and checkpoint_every is None:
-    return None
+    return None, None
   if checkpoint is None or checkpoint_every is None:
     raise ValueError("give both checkpoint=path and checkpoint_every=K (steps between checkpoints), "
                      f"or neither; got checkpoint={checkpoint!r}, checkpoint_every={checkpoint_every!r}.")
-  if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer))
-      or checkpoint_every < 1):
-    raise ValueError(f"checkpoint_every must be a positive integer number of steps; got {checkpoint_every!r}.")
-  return os.fspath(checkpoint)
+  return os.fspath(checkpoint), check_int("checkpoint_every", checkpoint_every, 1)
 
 
 def checkpoint_blocks(checkpoint_every, record_every):
@@ -554,9 +552,9 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
   if stop.ndim:
     raise ValueError(f"stop_at_loss must be a number for a single run; got shape {stop.shape}.")
   tracking = check_tracking(track, track_every, singular_values)
-  path = check_checkpoint(checkpoint, checkpoint_every)
-  bar = progress_bar(progress, steps, "gradient descent")
+  path, checkpoint_every = check_checkpoint(checkpoint, checkpoint_every)
   check_memory(weights, loss, steps, record_every, tracking=tracking)
+  bar = progress_bar(progress, steps, "gradient descent")
   call = dict(steps=steps, record_every=record_every, stop_at_loss=float(stop), lr=lr,
               checkpoint_every=checkpoint_every, tracking=tracking._asdict())
   return _run_gradient_descent(weights, loss, call, bar, path)
@@ -628,8 +626,8 @@ def train(weights, loss, optimizer: optax.GradientTransformation, *, steps: int,
     raise ValueError(f"optimizer must be an optax.GradientTransformation (e.g. optax.sgd(1e-2)); got "
                      f"{type(optimizer).__name__}.")
   tracking = check_tracking(track, track_every, singular_values)
-  bar = progress_bar(progress, steps, "train")
   check_memory(weights, loss, steps, record_every, tracking=tracking)
+  bar = progress_bar(progress, steps, "train")
   lanes = LaneState(weights, optimizer.init(weights), jnp.int32(-1), jnp.int32(-1))
   state = initial_state(lanes, loss, steps, record_every, tracking=tracking)
   segment = lambda s, until: _train_run(s, loss, until, optimizer=optimizer, steps=steps,

@@ -173,11 +173,8 @@ def _record_times(time, n_records=None, record_every_time=None) -> np.ndarray:
     every = check_positive("record_every_time", record_every_time)
     count = int(math.floor(time / every * (1 + 1e-12))) + 1
     return every * np.arange(count)
-  n_records = 101 if n_records is None else n_records
-  if isinstance(n_records, bool) or not isinstance(n_records, (int, np.integer)) or n_records < 2:
-    raise ValueError(f"n_records must be an integer >= 2 (the start and the end at least); got "
-                     f"{n_records!r}.")
-  return np.linspace(0.0, time, int(n_records))
+  n_records = 101 if n_records is None else check_int("n_records", n_records, 2)
+  return np.linspace(0.0, time, n_records)
 
 
 def gradient_flow(weights, loss, *, time, n_records: int | None = None,

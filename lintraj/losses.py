@@ -161,7 +161,7 @@ def lp_regression(x, y, p: float) -> Loss:
   p = float(p)
   if not np.isfinite(p) or p < 1:
     raise ValueError(f"p must be a finite number >= 1; got {p}.")
-  return Loss(_lp_error, data=(x, y, jnp.asarray(p, x.dtype)), name=f"l{p:g}_regression",
+  return Loss(_lp_error, data=(x, y, jnp.asarray(p, x.dtype)), name="lp_regression",
               target=_least_squares(x, y) if p == 2 else None)
 
 

@@ -29,6 +29,7 @@ from lintraj.dynamics import (LaneState, RunState, _gradient_descent_run, call_t
 from lintraj.losses import Loss, as_loss
 from lintraj.network import check_weights
 from lintraj.trajectory import Trajectory, check_tracking
+from lintraj.validation import check_int
 
 __all__ = ["batch_gradient_descent", "grid", "fastest", "lane", "stack_losses", "lane_mesh",
            "resume_batch_gradient_descent"]
@@ -183,19 +184,15 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
     _, loss, steps, record_every = check_run(lane_weights, loss, steps, record_every)
   lrs = _check_lrs(lr, lanes)
   stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
-  if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                 or batch_size < 1):
-    raise ValueError(f"batch_size must be a positive integer (lanes per device at a time) or None; got "
-                     f"{batch_size!r}.")
+  batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
   tracking = check_tracking(track, track_every, singular_values)
-  path = check_checkpoint(checkpoint, checkpoint_every)
+  path, checkpoint_every = check_checkpoint(checkpoint, checkpoint_every)
   mesh = lane_mesh(devices)
   devices = 1 if mesh is None else mesh.size
   call = dict(steps=steps, record_every=record_every, checkpoint_every=checkpoint_every,
               batch_size=min(int(batch_size or lanes), -(-lanes // devices)), loss_batched=loss_batched,
               tracking=tracking._asdict())
-  bar = _bar(progress, call, lanes, devices)
-  return _run(weights, loss, lrs, stop, call, bar, path, mesh)
+  return _run(weights, loss, lrs, stop, call, progress, path, mesh)
 
 
 def _bar(progress, call, lanes, devices):
@@ -230,7 +227,7 @@ def _leaves(state: RunState, prefix: str) -> dict:
   return {f"{prefix}/{i}": x for i, x in enumerate(jax.tree_util.tree_leaves(state))}
 
 
-def _run(weights, loss, lrs, stop, call, bar, path, mesh, saved=None) -> Trajectory:
+def _run(weights, loss, lrs, stop, call, progress, path, mesh, saved=None) -> Trajectory:
   """Run (or, from a checkpoint's ``saved`` leaves, continue) a validated batched call.
 
   Lanes run in chunks of ``batch_size`` per device, padded with copies of the chunk's last lane
@@ -243,8 +240,9 @@ def _run(weights, loss, lrs, stop, call, bar, path, mesh, saved=None) -> Traject
   chunk = batch_size * devices
   lane_loss = _lane_loss(loss, loss_batched, 0)
   check_memory(tuple(w[0] for w in weights), lane_loss, steps, record_every, tracking=tracking,
-               device_lanes=batch_size,
-               host_lanes=lanes, devices=None if mesh is None else list(mesh.devices.flat))
+               device_lanes=batch_size, host_lanes=lanes,
+               devices=None if mesh is None else list(mesh.devices.flat))
+  bar = _bar(progress, call, lanes, devices)
 
   def lane_state(index):
     return LaneState(tuple(w[index] for w in weights), lrs[index].astype(dtype),
@@ -327,8 +325,7 @@ def resume_batch_gradient_descent(path, call, arrays, loss, saved, progress, dev
   """Continue a :func:`batch_gradient_descent` run from a checkpoint's contents (see :func:`lintraj.resume`)."""
   weights = _check_batch([arrays[f"weights/{j}"] for j in range(sum(k.startswith("weights/") for k in arrays))])
   mesh = lane_mesh(devices)
-  bar = _bar(progress, call, weights[0].shape[0], 1 if mesh is None else mesh.size)
-  return _run(weights, loss, arrays["lr"], arrays["stop_at_loss"], call, bar, path, mesh, saved)
+  return _run(weights, loss, arrays["lr"], arrays["stop_at_loss"], call, progress, path, mesh, saved)
 
 
 def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float],

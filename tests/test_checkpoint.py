@@ -146,3 +146,11 @@ def test_bad_checkpoint_arguments(kwargs, match):
   ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
   with pytest.raises(ValueError, match=match):
     lt.gradient_descent(ws, lt.losses.target(jnp.ones((2, 3))), lr=0.1, steps=5, **kwargs)
+
+
+def test_numpy_integer_checkpoint_every(tmp_path):
+  ws = lt.init.balanced(jax.random.PRNGKey(0), (2, 2, 1), std=0.5)
+  path = tmp_path / "ckpt.npz"
+  traj = lt.gradient_descent(ws, lt.losses.target(jnp.ones((1, 2))), lr=0.1, steps=20, checkpoint=path,
+                             checkpoint_every=np.int64(5))
+  np.testing.assert_array_equal(lt.resume(path).loss, traj.loss)

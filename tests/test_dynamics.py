@@ -190,3 +190,13 @@ def test_divergence_at_the_last_step_is_reported():
   assert np.isnan(last.loss[-1]) and last.diverged_step == longer.diverged_step
   batch = lt.batch_gradient_descent(tuple(w[None] for w in weights), loss, lr=3.0, steps=longer.diverged_step)
   assert batch.diverged_step.tolist() == [longer.diverged_step]
+
+
+def test_another_p_of_lp_regression_does_not_recompile():
+  x = jax.random.normal(jax.random.PRNGKey(0), (20, 3))
+  y = x @ jnp.array([1.0, -0.5, 0.2])
+  ws = lt.init.balanced(jax.random.PRNGKey(1), (3, 4, 1), std=0.3)
+  lt.gradient_descent(ws, lt.losses.lp_regression(x, y, 3), lr=0.01, steps=5)
+  compiled = dynamics._gradient_descent_run._cache_size()
+  lt.gradient_descent(ws, lt.losses.lp_regression(x, y, 4), lr=0.01, steps=5)
+  assert dynamics._gradient_descent_run._cache_size() == compiled
