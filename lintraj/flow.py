@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lintraj.dynamics import check_run
+from lintraj.dynamics import _value_and_grad, check_run
 from lintraj.network import end_to_end
 from lintraj.singular_values import lapack_single_thread
 from lintraj.trajectory import Trajectory, record
@@ -149,13 +149,11 @@ def odeint(rhs, y0, times, observe, *, rtol, atol, max_steps):
 
 
 def _gradient_flow_records(weights, loss, times, rtol, atol, max_steps):
-  value_and_grad = jax.value_and_grad(lambda ws: loss(end_to_end(ws)))
-
   def rhs(ws):
-    return jax.tree_util.tree_map(jnp.negative, jax.grad(lambda w: loss(end_to_end(w)))(ws))
+    return jax.tree_util.tree_map(jnp.negative, _value_and_grad(ws, loss)[1])
 
   def observe(ws):
-    value, grads = value_and_grad(ws)
+    value, grads = _value_and_grad(ws, loss)
     return record(ws, value, grads, loss.target)
 
   return odeint(rhs, weights, times, observe, rtol=rtol, atol=atol, max_steps=max_steps)

@@ -221,15 +221,21 @@ def _varying_like(x, like):
   return lax.pcast(x, missing, to="varying") if missing else x
 
 
+def _random_start_ritz_values(matvec, flat, key, num_iterations):
+  """The Ritz values (ascending) of ``num_iterations`` Lanczos steps on ``matvec`` (the Hessian at
+  ``flat``) from a random start."""
+  start_key, restart_key = jax.random.split(key)
+  start = _varying_like(jax.random.normal(start_key, flat.shape, flat.dtype), flat)
+  _, alphas, betas = _lanczos(matvec, start, num_iterations, restart_key)
+  return jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))
+
+
 @functools.partial(jax.jit, static_argnames=("num_iterations",))
 def _ritz_values(weights, loss, key, num_iterations):
   """The Ritz values (ascending) of ``num_iterations`` Lanczos steps on the Hessian."""
   flat, _, f = _flat_loss(weights, loss)
   _, matvec = jax.linearize(jax.grad(f), flat)
-  start_key, restart_key = jax.random.split(key)
-  start = _varying_like(jax.random.normal(start_key, flat.shape, flat.dtype), flat)
-  _, alphas, betas = _lanczos(matvec, start, num_iterations, restart_key)
-  return jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))
+  return _random_start_ritz_values(matvec, flat, key, num_iterations)
 
 
 def _default_iterations(k: int, size: int) -> int:
@@ -564,10 +570,7 @@ def _flatness_numbers(weights, args, num_iterations):
   loss, flat_tol, grad_tol, key = args
   flat, _, f = _flat_loss(weights, loss)
   grad, matvec = jax.linearize(jax.grad(f), flat)
-  start_key, restart_key = jax.random.split(key)
-  _, alphas, betas = _lanczos(matvec, jax.random.normal(start_key, flat.shape, flat.dtype),
-                              num_iterations, restart_key)
-  ritz = jnp.linalg.eigvalsh(_tridiagonal(alphas, betas))
+  ritz = _random_start_ritz_values(matvec, flat, key, num_iterations)
   spectral_norm = jnp.maximum(jnp.abs(ritz[0]), jnp.abs(ritz[-1]))
   grad_norm = jnp.linalg.norm(grad)
   denominator = spectral_norm * grad_norm

@@ -3,8 +3,8 @@ r"""The landscape studies: critical points of a deep linear autoencoder, and esc
 Each study is ``run_<name>(quick=False, out_dir=..., *, pdf=False) -> dict``, the calling convention
 of :mod:`lintraj.reproductions`: it computes in float64, writes ``NAME.png`` (``NAME.pdf``) and
 ``NAME.json`` (the numbers) into ``out_dir`` with :func:`lintraj.reproductions.output.write_outputs`
-and returns the numbers with ``files`` and ``seconds``. :data:`STUDIES` maps the
-``lintraj reproduce`` names to them. The ``*_data`` functions return the
+and returns the numbers with ``files`` and ``seconds``; :mod:`lintraj.reproductions` registers
+them under their ``lintraj reproduce`` names. The ``*_data`` functions return the
 numbers and the arrays the figures need; ``*_figure`` draws them (matplotlib, imported lazily).
 Notebooks: ``notebooks/critical_points.ipynb`` and ``notebooks/saddles.ipynb`` (quick mode when
 the environment variable ``LINTRAJ_QUICK=1``).
@@ -33,7 +33,7 @@ from lintraj.dynamics import gradient_descent, train
 from lintraj.network import end_to_end
 from lintraj.reproductions.output import pyplot, write_outputs
 
-__all__ = ["STUDIES", "critical_points_data", "critical_points_figure", "run_critical_points",
+__all__ = ["critical_points_data", "critical_points_figure", "run_critical_points",
            "saddles_data", "saddles_figure", "run_saddles"]
 
 # critical-points: Frye et al.'s autoencoder size, a covariance with distinct eigenvalues.
@@ -309,4 +309,3 @@ def run_saddles(quick: bool = False, out_dir="out/saddles", *, pdf: bool = False
   return _run("saddles", saddles_data, saddles_figure, quick, out_dir, pdf)
 
 
-STUDIES = {"critical-points": run_critical_points, "saddles": run_saddles}
