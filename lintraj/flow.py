@@ -19,7 +19,6 @@ import numpy as np
 from jax import lax
 
 from lintraj.dynamics import _value_and_grad, check_run
-from lintraj.network import end_to_end
 from lintraj.singular_values import lapack_single_thread
 from lintraj.trajectory import Trajectory, record
 from lintraj.validation import check_int, check_positive
