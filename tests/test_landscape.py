@@ -70,7 +70,7 @@ def test_hessian_matches_finite_differences_of_numpy_gradient(x64, dims):
   expected = _finite_difference_hessian(ws, lambda w: w - phi_np)
   got = np.asarray(landscape.hessian(ws, lt.losses.target(phi)))
   assert got.shape == (expected.shape[0],) * 2
-  np.testing.assert_allclose(got, expected, atol=1e-7 * np.abs(expected).max())
+  np.testing.assert_allclose(got, expected, atol=1e-9 * np.abs(expected).max())
 
 
 def test_autoencoder_hessian_matches_finite_differences(x64):
@@ -79,7 +79,7 @@ def test_autoencoder_hessian_matches_finite_differences(x64):
   # L^1(W) = 1/2 tr((I - W) Sigma (I - W)^T) has gradient (W - I) Sigma.
   expected = _finite_difference_hessian(ws, lambda w: (w - np.eye(4)) @ cov)
   got = np.asarray(landscape.hessian(ws, landscape.autoencoder_loss(cov)))
-  np.testing.assert_allclose(got, expected, atol=1e-7 * np.abs(expected).max())
+  np.testing.assert_allclose(got, expected, atol=1e-9 * np.abs(expected).max())
 
 
 def test_hvp_matches_dense_hessian_for_flat_and_tuple_vectors(x64):

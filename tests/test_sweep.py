@@ -57,7 +57,7 @@ def test_batched_equals_single_runs_lane_by_lane(x64):
   for b in range(5):
     single = lt.gradient_descent(tuple(w[b] for w in ws), losses[b], lr=lrs[b], steps=53, record_every=5,
                                  stop_at_loss=None if np.isinf(stop[b]) else stop[b])
-    _assert_same_lane(lt.sweep.lane(traj, b), single, rtol=1e-10)
+    _assert_same_lane(lt.sweep.lane(traj, b), single, rtol=1e-12)
 
 
 def test_stopped_step_and_frozen_lanes_match_numpy_reference(x64):
@@ -79,12 +79,12 @@ def test_stopped_step_and_frozen_lanes_match_numpy_reference(x64):
   for b in range(4):
     records, final = ref.gradient_descent([w[b] for w in ws], phi, lrs[b], int(wanted[b]), 1)
     for w, w_ref in zip(traj.final, final):
-      np.testing.assert_allclose(w[b], w_ref, rtol=1e-10)
+      np.testing.assert_allclose(w[b], w_ref, rtol=1e-12)
     frozen = np.arange(0, steps + 1, 2) >= wanted[b]  # records at or after the stop repeat
     np.testing.assert_array_equal(traj.loss[b, frozen], traj.loss[b, frozen][0])
-    np.testing.assert_allclose(traj.loss[b, frozen][0], records[-1]["loss"], rtol=1e-10)
+    np.testing.assert_allclose(traj.loss[b, frozen][0], records[-1]["loss"], rtol=1e-12)
     earlier = [r["loss"] for r in ref.gradient_descent([w[b] for w in ws], phi, lrs[b], steps, 2)[0]]
-    np.testing.assert_allclose(traj.loss[b, ~frozen], np.asarray(earlier)[~frozen], rtol=1e-10)
+    np.testing.assert_allclose(traj.loss[b, ~frozen], np.asarray(earlier)[~frozen], rtol=1e-12)
 
 
 def test_loop_ends_once_every_lane_has_stopped():
