@@ -242,11 +242,16 @@ def lane_steps(update, lane: LaneState, value, grads, loss, stop_at_loss, t0, n)
   """
   lane = _advance(update, lane, value, grads, t0, stop_at_loss, n > 0)
 
-  def step(j, lane):
-    value, grads = _value_and_grad(lane.weights, loss)
-    return _advance(update, lane, value, grads, t0 + j, stop_at_loss, True)
+  def going(carry):  # a frozen lane takes no more steps (vmapped: until every lane is frozen)
+    j, lane = carry
+    return (j < n) & (lane.diverged < 0) & (lane.stopped < 0)
 
-  return lax.fori_loop(1, n, step, lane)
+  def step(carry):
+    j, lane = carry
+    value, grads = _value_and_grad(lane.weights, loss)
+    return j + 1, _advance(update, lane, value, grads, t0 + j, stop_at_loss, True)
+
+  return lax.while_loop(going, step, (jnp.ones_like(n), lane))[1]
 
 
 def _settled(state: RunState, record_every, track_every):

@@ -64,8 +64,8 @@ def run(ws, phi, lr):
 
 @pytest.fixture(scope="module")
 def cases():
-  with jax.enable_x64(True):
-    yield [(name, depth, residual_case(depth, depth) if name == "residual"
+  with jax.enable_x64(True):  # built in float64; x64 is not left on for the module's tests
+    return [(name, depth, residual_case(depth, depth) if name == "residual"
             else balanced_case(depth, 10 + depth)) for name, depth in
            [("residual", 2), ("residual", 3), ("residual", 4), ("balanced", 2), ("balanced", 3),
             ("balanced", 4)]]

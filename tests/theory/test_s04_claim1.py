@@ -47,4 +47,5 @@ def test_claim1_sigma_min_on_the_ball(x64, shape):
   for r, expected in ((radius, margin), (radius * 1.01, s_min - 1.01 * radius)):
     edge = jnp.asarray(phi - r * np.outer(u_min, v_min))[None]
     assert float(smallest_singular_values(edge)[0]) == pytest.approx(expected, abs=1e-12)
-  assert s_min - 1.01 * radius < margin
+  outside = jnp.asarray(phi - 1.01 * radius * np.outer(u_min, v_min))[None]
+  assert float(smallest_singular_values(outside)[0]) < margin  # just outside the ball: below the margin

@@ -43,5 +43,6 @@ def test_origin_is_critical_and_its_hessian_is_as_predicted(x64, dims):
   width, size = dims[1], hessian.shape[0]
   expected = np.sort(np.concatenate([np.repeat(sigma, width), -np.repeat(sigma, width),
                                      np.zeros(size - 2 * width * len(sigma))]))
-  np.testing.assert_allclose(np.linalg.eigvalsh(np.asarray(hessian)), expected, atol=1e-12)
-  assert expected[0] < 0 < expected[-1]  # a strict saddle
+  eigenvalues = np.linalg.eigvalsh(np.asarray(hessian))
+  np.testing.assert_allclose(eigenvalues, expected, atol=1e-12)
+  assert eigenvalues[0] < 0 < eigenvalues[-1]  # a strict saddle
