@@ -88,7 +88,8 @@ def odeint(rhs, y0, times, observe, *, rtol, atol, max_steps):
 
   Returns:
     ``(records, y_end, n_reached, n_steps)``: the observations stacked along a leading axis of
-    length ``R`` (NaN at record times not reached), the state at the last reached record time,
+    length ``R`` (NaN at record times not reached), the state where the integration ended (at the
+    last record time when every record time was reached),
     how many record times were reached (``R`` unless ``max_steps`` ran out or the step size
     underflowed, e.g. because the solution stopped being finite), and the steps attempted.
 
@@ -203,7 +204,7 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
   Returns:
     A :class:`lintraj.Trajectory`. Its ``step`` field holds the **time** :math:`t` of each record
     (floating, the continuous counterpart of ``lr * step`` of a GD run); ``final`` is the weights
-    at the last record time. If ``max_steps`` runs out (or the step size underflows) the records
+    at the last record time (when ``max_steps`` ran out: where the integration stopped). If ``max_steps`` runs out (or the step size underflows) the records
     not reached are NaN, ``diverged_step`` is the first record time not reached, and a
     ``RuntimeWarning`` says so; otherwise ``diverged_step`` is None.
 

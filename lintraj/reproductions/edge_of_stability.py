@@ -43,10 +43,11 @@ the JSON, the per-run table in ``edge-of-stability-lanes.csv``):
   0.04 and 0.43), a period-4 one (1.25-1.3, up to 0.65) or an irregular one (1.3-1.4, dipping to 1e-3
   but never converging) for all :math:`10^4` steps. Unlike Cohen et al.'s networks, the loss never
   resumes its decrease at the edge.
-- **The sharpness of the iterates does not hover at 2/eta; its two-step mean does.** On the orbits
-  it alternates between values far on either side (depth 3, :math:`f = 1.1`: 3.75 and 10.61 around
+- **The sharpness of the iterates does not hover at 2/eta.** On the period-2 orbits it alternates
+  between values far on either side (depth 3, :math:`f = 1.1`: 3.75 and 10.61 around
   :math:`2/\eta = 6.87`); the mean of two consecutive steps sits 1-11% above :math:`2/\eta` there
-  (scalar chains; up to 32% on the matrix target's unbalanced orbits).
+  (scalar chains; up to 32% on the matrix target's unbalanced orbits), and 11-40% above on the
+  period-4 orbits (where the two-step mean depends on the phase of the cycle).
   In the self-balancing runs below the iterates' sharpness swings between 0.29 and 2.1 times
   :math:`2/\eta` while its two-step mean stays at 0.99-1.0 times :math:`2/\eta` for most of the phase.
 - **Unbalanced starts self-balance to just below the edge**, where the gradient-flow minimum is too
@@ -140,7 +141,7 @@ def gradient_flow_sharpness(magnitudes, phi: float) -> np.ndarray:
   Gradient flow on :math:`\tfrac12(w_N \cdots w_1 - \phi)^2` conserves :math:`w_i^2 - w_j^2`, so it
   ends at :math:`w_i^2 = a_i + s` with :math:`a_i = w_i(0)^2` and :math:`s` the root of
   :math:`\prod_i (a_i + s) = \phi^2` on :math:`s > -\min_i a_i` (increasing there, so unique; found
-  by bisection). The sharpness there is :math:`\sum_i \phi^2 / (a_i + s)` (:math:`H = J J^\top`,
+  by bisection). The sharpness there is :math:`\sum_i \phi^2 / (a_i + s)` (:math:`H = J^\top J`,
   :math:`J_i = \phi / w_i`). Assumes the flow does not stall at a saddle (two layers reaching 0 at
   once, a non-generic start).
 
@@ -232,7 +233,7 @@ def _starts(p: dict, depth: int):
 
 
 def _sweep(starts: dict, loss, fractions, s_min: float, steps: int, progress: bool):
-  """One batched run: every start at every fraction of 2 / S_min. Returns (trajectory, lanes)."""
+  """One batched run: every start at every fraction of 2 / S_min. Returns (trajectory, lanes, lrs)."""
   lanes = [(name, f) for name in starts for f in fractions]
   weights = tuple(np.stack([np.asarray(starts[name][j], np.float64) for name, _ in lanes])
                   for j in range(len(next(iter(starts.values())))))
