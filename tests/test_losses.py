@@ -78,3 +78,15 @@ def test_whiten_drops_degenerate_directions(x64):
 def test_bad_input(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_whiten_drops_rounding_level_directions_in_float32():
+  rng = np.random.default_rng(3)
+  base = rng.normal(size=(60, 3)).astype(np.float32)
+  x = np.concatenate([base, base[:, :1] + base[:, 1:2]], axis=1)  # rank 3 in 4 columns
+  xw, phi = lt.whiten(jnp.asarray(x), jnp.asarray(base[:, 0]))
+  assert xw.shape == (60, 3) and phi.shape == (1, 3)
+  with jax.enable_x64(True):
+    assert lt.whiten(jnp.asarray(x, jnp.float64), jnp.asarray(base[:, 0], jnp.float64))[0].shape == (60, 3)
+  with pytest.raises(ValueError, match="zero variance"):
+    lt.whiten(jnp.full((40, 2), 0.1, jnp.float32), jnp.ones(40, jnp.float32))
