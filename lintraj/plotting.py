@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
-__all__ = ["plot_trajectory", "plot_sharpness"]
+__all__ = ["pyplot", "plot_trajectory", "plot_sharpness"]
 
 
-def _pyplot():
-  import matplotlib
-  if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "agg"):
-    matplotlib.use("Agg", force=False)
+def pyplot():
+  """``matplotlib.pyplot``. If nothing in the process has imported it yet and no notebook backend
+  is set, the non-interactive Agg backend is chosen (figures are written to files); a backend the
+  user already chose (e.g. Qt or a notebook widget) is never switched."""
+  try:
+    import matplotlib
+  except ImportError:
+    raise ValueError("lintraj draws figures with matplotlib: pip install 'lintraj[plot]'.") from None
+  if ("matplotlib.pyplot" not in sys.modules
+      and matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "agg")):
+    matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   return plt
 
@@ -28,7 +37,7 @@ def plot_trajectory(trajectory, *, title: str | None = None):
     >>> len(fig.axes)
     4
   """
-  plt = _pyplot()
+  plt = pyplot()
   step = np.asarray(trajectory.step)
   fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
   ax = axes[0, 0]
@@ -86,7 +95,7 @@ def plot_sharpness(trajectory, lr: float, *, ax=None):
   if trajectory.sharpness is None or np.ndim(trajectory.sharpness) != 1:
     raise ValueError("plot_sharpness needs a single run made with track=('sharpness',); for a batched "
                      "run pick one lane first with lt.sweep.lane(trajectory, index).")
-  plt = _pyplot()
+  plt = pyplot()
   if ax is None:
     _, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
   step, sharp = np.asarray(trajectory.step), np.asarray(trajectory.sharpness)

@@ -146,7 +146,7 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
       for key, value in (("p", power), ("depth", depth), ("iterations", row["iterations"]), ("lr", row["lr"]),
                          ("speedup", row["speedup"])):
         table[key].append(value)
-  return write_outputs(NAME, out_dir, fig, results, tables={"iterations": table}, pdf=pdf, check_labels=True)
+  return write_outputs(NAME, out_dir, fig, results, tables={"iterations": table}, pdf=pdf)
 
 
 def _figure(p, per_p, curves):

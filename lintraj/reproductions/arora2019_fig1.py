@@ -171,7 +171,7 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, full: bool = False, data=
                  lane_steps=lane_steps, panel_c=panel_c["summary"])
   fig = _figure(p, sweeps, panel_c, source)
   results["seconds"] = round(time.perf_counter() - start, 2)
-  return write_outputs(NAME, out_dir, fig, results, tables=tables, pdf=pdf, check_labels=True)
+  return write_outputs(NAME, out_dir, fig, results, tables=tables, pdf=pdf)
 
 
 def _panel_c(p, dims, loss, seed, progress):

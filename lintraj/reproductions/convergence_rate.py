@@ -121,7 +121,7 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
   table = {key: [per_depth[str(d)][key] for d in p["depths"]]
            for key in ("bound_rate", "empirical_rate", "asymptotic_rate", "iterations", "iterations_at_max_lr")}
   return write_outputs(NAME, out_dir, fig, results, tables={"rates": dict(depth=list(p["depths"]), **table)},
-                       pdf=pdf, check_labels=True)
+                       pdf=pdf)
 
 
 def _figure(p, runs, per_depth):

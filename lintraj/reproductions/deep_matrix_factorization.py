@@ -119,7 +119,7 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
   table = dict(step=np.asarray(runs[p["depths"][0]].step),
                **{f"effective_rank_depth{d}": effective_rank(runs[d].end_to_end_singular_values)
                   for d in p["depths"]})
-  return write_outputs(NAME, out_dir, fig, results, tables={"effective_rank": table}, pdf=pdf, check_labels=True)
+  return write_outputs(NAME, out_dir, fig, results, tables={"effective_rank": table}, pdf=pdf)
 
 
 def _figure(p, runs, per_depth, truth_sv):

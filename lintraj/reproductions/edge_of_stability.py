@@ -356,7 +356,7 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
       values = dict(row, problem=problem, s_min=s_min[problem])
       for column in table:
         table[column].append(values.get(column, float("nan")))
-  return write_outputs(NAME, out_dir, fig, results, tables={"lanes": table}, pdf=pdf, check_labels=True)
+  return write_outputs(NAME, out_dir, fig, results, tables={"lanes": table}, pdf=pdf)
 
 
 def _checks(lanes: dict, s_min: dict) -> dict:

@@ -13,22 +13,12 @@ import os
 
 import numpy as np
 
+from lintraj.plotting import pyplot
+
 __all__ = ["pyplot", "jsonable", "check_readable", "write_outputs", "cap_marker"]
 
 # PNGs for the README and notebooks: readable, and small enough to commit.
 PNG_DPI = 100
-
-
-def pyplot():
-  """``matplotlib.pyplot``, with the non-interactive Agg backend unless a notebook backend is active."""
-  try:
-    import matplotlib
-  except ImportError:
-    raise ValueError("reproductions draw figures with matplotlib: pip install 'lintraj[plot]'.") from None
-  if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "agg"):
-    matplotlib.use("Agg", force=False)
-  import matplotlib.pyplot as plt
-  return plt
 
 
 def jsonable(value):
@@ -87,18 +77,16 @@ def check_readable(fig):
 
 
 def write_outputs(name: str, out_dir, fig, results: dict, *, tables: dict | None = None,
-                  pdf: bool = False, check_labels: bool = False) -> dict:
+                  pdf: bool = False) -> dict:
   """Write ``NAME.png`` (and ``NAME.pdf``), ``NAME.json`` (``results``) and one ``NAME-TABLE.csv``
   per entry of ``tables`` (a dict of equal-length columns) into ``out_dir``; close the figure.
 
-  With ``check_labels=True`` the figure must first pass :func:`check_readable` (the reproductions
-  of :mod:`lintraj.reproductions` all use it).
+  The figure must first pass :func:`check_readable`.
 
   Returns:
     ``results`` with ``files``: the paths written, keyed ``png``, ``pdf``, ``json`` and ``csv/TABLE``.
   """
-  if check_labels:
-    check_readable(fig)
+  check_readable(fig)
   os.makedirs(out_dir, exist_ok=True)
   files = {"png": os.path.join(out_dir, f"{name}.png")}
   fig.savefig(files["png"], dpi=PNG_DPI)

@@ -119,7 +119,7 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
   results["seconds"] = round(time.perf_counter() - start, 2)
   tables = {"escape": dict(perturbation=list(p["perturbations"]),
                            **{f"escape_step_depth{depth}": results["escape"][str(depth)] for depth in p["depths"]})}
-  return write_outputs(NAME, out_dir, fig, results, tables=tables, pdf=pdf, check_labels=True)
+  return write_outputs(NAME, out_dir, fig, results, tables=tables, pdf=pdf)
 
 
 def _figure(p, runs, escapes, floor):

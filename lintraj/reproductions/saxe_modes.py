@@ -142,7 +142,7 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
   tables = {"steps_to_learn": dict(depth=list(p["init_depths"]), **{k.replace(" ", "_"): v for k, v in learning.items()}),
             "half_times": dict(strength=s, **{f"depth{d}": per_depth[str(d)]["half_time"] for d in p["mode_depths"]},
                                **{f"depth{d}_theory": per_depth[str(d)]["half_time_theory"] for d in p["mode_depths"]})}
-  return write_outputs(NAME, out_dir, fig, results, tables=tables, pdf=pdf, check_labels=True)
+  return write_outputs(NAME, out_dir, fig, results, tables=tables, pdf=pdf)
 
 
 def _figure(p, s, modes, per_depth, learning):
