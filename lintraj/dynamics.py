@@ -38,7 +38,8 @@ from lintraj.validation import check_int, check_positive
 __all__ = ["gradient_descent", "train", "check_run", "check_lr", "check_stop_at_loss",
            "check_checkpoint", "checkpoint_blocks", "check_memory", "record_bytes", "LaneState",
            "RunState", "lane_point", "lane_steps", "state_shapes", "initial_state", "drive", "to_host",
-           "records_written", "progress_bar", "restore", "call_tracking", "resume_gradient_descent"]
+           "records_written", "progress_bar", "restore", "call_tracking", "put_sharded",
+           "resume_gradient_descent"]
 
 _MAX_STEPS = 2**31 - 1
 
@@ -376,11 +377,16 @@ def state_shapes(lanes: LaneState, loss, steps, record_every, *, tracking: Track
   rec = _record_shapes(lane_weights, loss, tracking)
   lead = (np.shape(lanes.diverged)[0],) if batched else ()
   lead += (steps // record_every + 1,)
-  dtype = lambda x: x.dtype if hasattr(x, "dtype") else np.result_type(x)
-  as_struct = lambda x: jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.canonicalize_dtype(dtype(x)))
+  as_struct = lambda x: jax.ShapeDtypeStruct(*_spec(x))
   return RunState(jax.tree_util.tree_map(as_struct, lanes),
                   jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(lead + s.shape, s.dtype), rec),
                   jax.ShapeDtypeStruct((), jnp.int32))
+
+
+def put_sharded(x, sharding) -> jax.Array:
+  """A host array placed on the devices of ``sharding``, each process giving its own pieces."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
 def initial_state(lanes: LaneState, loss, steps, record_every, *, tracking: Tracking = Tracking(),
@@ -398,10 +404,7 @@ def initial_state(lanes: LaneState, loss, steps, record_every, *, tracking: Trac
     block = np.full(mesh.size, block, np.int32)
 
   def place(x, sharding=lane_sharding):
-    if sharding is None:
-      return jnp.array(x, copy=True)
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+    return jnp.array(x, copy=True) if sharding is None else put_sharded(x, sharding)
 
   if saved is not None:
     return RunState(jax.tree_util.tree_map(place, saved.lanes), jax.tree_util.tree_map(place, saved.records),

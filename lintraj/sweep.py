@@ -24,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from lintraj import init as inits
 from lintraj.dynamics import (LaneState, RunState, _gradient_descent_run, call_tracking, check_checkpoint,
                               check_lr, check_memory, check_run, check_stop_at_loss, checkpoint_blocks, drive,
-                              initial_state, progress_bar, records_written, restore, state_shapes,
+                              initial_state, progress_bar, put_sharded, records_written, restore, state_shapes,
                               to_host)
 from lintraj.losses import Loss, as_loss
 from lintraj.network import check_weights
@@ -253,10 +253,7 @@ def _run(weights, loss, lrs, stop, call, progress, path, mesh, saved=None) -> Tr
                                 tracking=tracking, batched=True), leaves)
 
   def put(x, spec):
-    if mesh is None:
-      return jnp.asarray(x)
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, spec), lambda index: x[index])
+    return jnp.asarray(x) if mesh is None else put_sharded(x, NamedSharding(mesh, spec))
 
   lo, finished, current = 0, [], None
   if saved is not None:
