@@ -259,12 +259,6 @@ def test_residual_escape_is_logarithmic_at_depth2_and_slower_at_depth4(residual)
   assert np.all((depth4 < 0) | (depth4 > 5 * depth2))
 
 
-def test_residual_rounding_keeps_w2_equal_w1_transpose(residual):
-  rotated = residual["rotated"]
-  assert not rotated["escaped"] and rotated["min_loss"] >= residual["floor"] * (1 - 1e-9)
-  assert rotated["max_abs_w2_minus_w1t"] == 0.0 and rotated["max_abs_w1_asymmetry"] > 0.0
-
-
 # ---------------------------------------------------------------------- deep-matrix-factorization
 
 def test_dmf_depth_separates_top_singular_values_more_sharply(dmf):
