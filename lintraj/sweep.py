@@ -163,7 +163,7 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
     >>> traj = lt.batch_gradient_descent(ws, lt.losses.target(jnp.array([[1.0, 0.5]])), lr=lrs,
     ...                                  steps=1000, stop_at_loss=1.15e-4)
     >>> traj.loss.shape, traj.stopped_step.tolist()
-    ((2, 1001), [61, 30])
+    ((2, 1001), [82, 41])
 
   References:
     Arora, Cohen, Golowich, Hu. A Convergence Analysis of Gradient Descent for Deep Linear
@@ -326,12 +326,16 @@ def resume_batch_gradient_descent(path, call, arrays, loss, saved, progress, dev
 
 
 def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float],
-         seeds: Sequence[int] = (0,), dtype=None):
+         seeds: Sequence[int] = (0,), draws: str = "independent", dtype=None):
   r"""The batch of a sweep over init scale x learning rate x seed, lanes in that order.
 
-  Lane ``b`` of the product ``std x lr x seeds`` starts from ``init(PRNGKey(seed), dims, std)``:
-  the lanes of one ``(std, seed)`` share their initial weights and differ in the learning rate
-  only, as in a learning-rate grid search per init.
+  Lane ``b`` of the product ``std x lr x seeds`` starts from ``init(key, dims, std)``: the lanes of
+  one ``(std, seed)`` share their initial weights and differ in the learning rate only, as in a
+  learning-rate grid search per init. With ``draws="independent"`` (default) every ``(std, seed)``
+  gets its own draw, ``key = fold_in(PRNGKey(seed), i)`` for the ``i``-th std; with
+  ``draws="common"`` every std uses ``PRNGKey(seed)`` (common random numbers: for a scale-family
+  init such as ``"gaussian"`` each std's weights are one draw rescaled, which removes the draw's
+  noise from comparisons across stds but shows one sample of the init law only).
 
   Args:
     init: ``"balanced"``, ``"gaussian"``, ``"orthogonal"`` (``std`` is its ``scale``), or a
@@ -340,6 +344,7 @@ def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float]
     std: init scales.
     lr: learning rates.
     seeds: integer seeds.
+    draws: ``"independent"`` or ``"common"`` (see above).
     dtype: the weights' dtype (default: float32, float64 under ``jax.enable_x64``).
 
   Returns:
@@ -371,10 +376,18 @@ def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float]
     columns[name] = values
   if not np.issubdtype(columns["seeds"].dtype, np.integer):
     raise ValueError(f"seeds must be integers; got {columns['seeds'].tolist()!r}.")
+  if draws not in ("independent", "common"):
+    raise ValueError(f"draws must be 'independent' (one draw per std and seed) or 'common' (one draw per "
+                     f"seed, shared by every std); got {draws!r}.")
   for value in columns["lr"]:
     check_lr(value)
-  starts = {(s, seed): make(jax.random.PRNGKey(int(seed)), tuple(dims), float(s), dtype)
-            for s in columns["std"] for seed in columns["seeds"]}
+
+  def key(i, seed):
+    base = jax.random.PRNGKey(int(seed))
+    return base if draws == "common" else jax.random.fold_in(base, i)
+
+  starts = {(s, seed): make(key(i, seed), tuple(dims), float(s), dtype)
+            for i, s in enumerate(columns["std"]) for seed in columns["seeds"]}
   coords = list(itertools.product(columns["std"], columns["lr"], columns["seeds"]))
   weights = tuple(np.stack([np.asarray(starts[(s, seed)][j]) for s, _, seed in coords])
                   for j in range(len(dims) - 1))

@@ -163,11 +163,16 @@ def test_grid_lays_out_std_lr_seed_and_shares_inits():
   np.testing.assert_array_equal(table["std"], np.repeat([0.1, 0.4], 6))
   np.testing.assert_array_equal(table["lr"], np.tile(np.repeat([1e-3, 1e-2, 1e-1], 2), 2))
   np.testing.assert_array_equal(table["seed"], np.tile([3, 4], 6))
-  expected = lt.init.gaussian(jax.random.PRNGKey(4), (6, 5, 2), std=0.4)
+  expected = lt.init.gaussian(jax.random.fold_in(jax.random.PRNGKey(4), 1), (6, 5, 2), std=0.4)
   for b in np.flatnonzero((table["std"] == 0.4) & (table["seed"] == 4)):
     for w, e in zip(ws, expected):
       np.testing.assert_array_equal(w[b], e)
   assert not np.array_equal(ws[0][0], ws[0][1])  # seeds differ
+  assert not np.allclose(ws[0][0] / 0.1, ws[0][6] / 0.4)  # independent draws per std ...
+  common, _, _ = lt.sweep.grid("gaussian", (6, 5, 2), std=[0.1, 0.4], lr=[1e-3], seeds=[3], draws="common")
+  np.testing.assert_allclose(common[0][0] / 0.1, common[0][1] / 0.4, rtol=1e-6)  # ... or one draw rescaled
+  with pytest.raises(ValueError, match="draws"):
+    lt.sweep.grid("gaussian", (6, 5, 2), std=[0.1], lr=[1e-3], draws="shared")
   balanced, _, _ = lt.sweep.grid("balanced", (6, 5, 5, 2), std=[0.3], lr=[0.1], seeds=[0, 1, 2])
   for b in range(3):
     assert float(lt.metrics.balancedness(tuple(w[b] for w in balanced))) < 1e-5

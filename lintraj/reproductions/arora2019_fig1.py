@@ -182,7 +182,7 @@ def _panel_c(p, dims, loss, seed, progress):
   converged = best["steps"][0] >= 0
   lr = float(best["lr"][0]) if converged else float(np.median(p["lrs"]))
   steps = max(int(best["steps"][0]) if converged else p["caps"][-1], 100)
-  weights, _, _ = sweep.grid("gaussian", dims[depth], std=[std], lr=[lr], seeds=[seed])
+  weights, _, _ = sweep.grid("gaussian", dims[depth], std=[std], lr=[lr], seeds=[seed], draws="common")
   record_every = max(1, steps // 500)
   traj = gradient_descent(tuple(w[0] for w in weights), loss, lr=lr, steps=-(-steps // record_every) * record_every,
                           record_every=record_every, stop_at_loss=p["threshold"])

@@ -14,7 +14,8 @@ from lintraj.sweep import batch_gradient_descent
 __all__ = ["fastest_iterations"]
 
 
-def fastest_iterations(init, dims, loss, *, stds, lrs, caps, threshold, seed=0, progress=False):
+def fastest_iterations(init, dims, loss, *, stds, lrs, caps, threshold, seed=0, draws="common",
+                       progress=False):
   r"""For each init scale, the fewest GD iterations any learning rate of a grid needs to reach
   ``loss <= threshold``:
 
@@ -34,6 +35,8 @@ def fastest_iterations(init, dims, loss, *, stds, lrs, caps, threshold, seed=0, 
     caps: increasing step counts at which the stages end; the last is the iteration cap.
     threshold: the loss that counts as converged.
     seed: the init seed.
+    draws: ``"common"`` (one draw per seed, rescaled for every std) or ``"independent"``
+      (:func:`lintraj.sweep.grid`).
     progress: show a progress bar per stage.
 
   Returns:
@@ -53,7 +56,7 @@ def fastest_iterations(init, dims, loss, *, stds, lrs, caps, threshold, seed=0, 
     Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Section 5 and Figure 1 (iterations
     to convergence of the best learning rate, per init scale).
   """
-  weights, lr, table = sweep.grid(init, dims, std=stds, lr=lrs, seeds=[seed])
+  weights, lr, table = sweep.grid(init, dims, std=stds, lr=lrs, seeds=[seed], draws=draws)
   lanes = len(lr)
   stopped, diverged = np.full(lanes, -1), np.zeros(lanes, bool)
   active, done, lane_steps = np.ones(lanes, bool), 0, 0
