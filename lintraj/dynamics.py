@@ -212,7 +212,7 @@ def _advance(update, lane: LaneState, value, grads, t, stop_at_loss, active) -> 
   stopped = jnp.where(running & (value <= stop_at_loss), t, lane.stopped)
   moving = running & (diverged < 0) & (stopped < 0)
   # A cond, not a select of both: a single run skips the update when frozen (vmapped, it is a select).
-  weights, opt_state = lax.cond(moving, lambda: update(lane.weights, lane.opt_state, grads),
+  weights, opt_state = lax.cond(moving, lambda: update(lane.weights, lane.opt_state, grads, value),
                                 lambda: (lane.weights, lane.opt_state))
   return LaneState(weights, opt_state, diverged, stopped)
 
@@ -233,7 +233,7 @@ def lane_steps(update, lane: LaneState, value, grads, loss, stop_at_loss, t0, n)
   ``stopped = t`` and frozen (its records repeat).
 
   Args:
-    update: ``update(weights, opt_state, grads) -> (weights, opt_state)``.
+    update: ``update(weights, opt_state, grads, value) -> (weights, opt_state)``.
     lane: a :class:`LaneState` of one network.
     value, grads: the loss and its gradients at step ``t0``.
     loss: a :class:`lintraj.losses.Loss`.
@@ -328,12 +328,16 @@ def _per_device(run, mesh, loss_batched):
                                                   lanes, PartitionSpec()), out_specs=lanes)
 
 
-def _sgd_update(weights, lr, grads):
+def _sgd_update(weights, lr, grads, value):
   return jax.tree_util.tree_map(lambda w, g: w - lr * g, weights, grads), lr
 
 
-def _optax_update(optimizer, weights, opt_state, grads):
-  updates, opt_state = optimizer.update(grads, opt_state, weights)
+def _optax_update(optimizer, loss, weights, opt_state, grads, value):
+  """One optax step, with optax's extra arguments (``value``, ``grad``, ``value_fn``: the network
+  loss as a function of the weights) for optimizers that need the loss (line searches, L-BFGS)."""
+  value_fn = lambda ws: loss(end_to_end(ws))
+  updates, opt_state = optax.with_extra_args_support(optimizer).update(
+      grads, opt_state, weights, value=value, grad=grads, value_fn=value_fn)
   return optax.apply_updates(weights, updates), opt_state
 
 
@@ -351,7 +355,7 @@ def _gradient_descent_run(state, loss, stop_at_loss, until, *, steps, record_eve
 @functools.partial(jax.jit, static_argnames=("optimizer", "steps", "record_every", "tracking"),
                    donate_argnums=0)
 def _train_run(state, loss, until, *, optimizer, steps, record_every, tracking):
-  return _run_records(functools.partial(_optax_update, optimizer), state, loss, -jnp.inf, until,
+  return _run_records(functools.partial(_optax_update, optimizer, loss), state, loss, -jnp.inf, until,
                       steps=steps, record_every=record_every, batched=False, loss_batched=False,
                       tracking=tracking)
 
