@@ -1,6 +1,6 @@
 """Compile time vs depth (N = 4..64) with full tracking: the first call of
 :func:`lintraj.gradient_descent` minus the second (same shapes, so the second reuses the
-compiled program), width 32, record_every 10; and the compile time of :func:`lintraj.trajectory.record`
+compiled program), width 32, record_every 10; and the compile time of :func:`lintraj.recording.record`
 alone with each singular-value method.
 
 Usage: ``python benchmarks/bench_compile.py [--quick]``.
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from common import lt  # noqa: E402
-from lintraj import singular_values, trajectory  # noqa: E402
+from lintraj import recording, singular_values  # noqa: E402
 
 DEPTHS = (4, 8, 16, 32, 64)
 WIDTH = 32
@@ -37,7 +37,7 @@ def measure(depth):
   grads = weights
   for method in singular_values.METHODS:
     jax.clear_caches()  # each method pays its full trace and compile
-    fn = jax.jit(lambda ws, g, t, m=method: trajectory.record(ws, jnp.float32(0), g, t, singular_values=m))
+    fn = jax.jit(lambda ws, g, t, m=method: recording.record(ws, jnp.float32(0), g, t, singular_values=m))
     start = time.perf_counter()
     fn.lower(weights, grads, loss.target).compile()
     row[f"record_{method}_s"] = time.perf_counter() - start

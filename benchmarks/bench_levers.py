@@ -20,7 +20,7 @@ Groups:
   rounds; ``none (control)`` is the default a second time (the noise). lintraj sets no flags;
   these rows say whether a user should.
 - ``loop bookkeeping``: the shipped loop, whose per-step freeze of stopped or diverged networks
-  (:func:`lintraj.dynamics._advance`) takes the update under ``lax.cond``, against the previous
+  (:func:`lintraj._engine._advance`) takes the update under ``lax.cond``, against the previous
   one, which computed the update and kept it or not with a ``jnp.where`` on every weight (the
   records are bitwise identical, checked by :func:`check_bookkeeping` in every run), at
   record_every 1 and 10.
@@ -50,9 +50,8 @@ from jax import lax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from common import lt  # noqa: E402
-from lintraj import dynamics  # noqa: E402
+from lintraj import _engine, recording  # noqa: E402
 from lintraj import singular_values as sv  # noqa: E402
-from lintraj import trajectory  # noqa: E402
 
 DEPTH, WIDTH = 4, 16
 FLAGS = {
@@ -83,7 +82,7 @@ def patched(module, **attributes):
 
 # ---- record variants (same fields and shapes as the shipped record) --------------------------
 
-_shipped_record = trajectory.record
+_shipped_record = recording.record
 
 
 def _no_singular_values(matrices, method="batched"):
@@ -126,16 +125,16 @@ def svd_two_batches(matrices, method="batched"):
 
 # ---- loop bookkeeping variant ----------------------------------------------------------------
 
-def advance_with_select(update, lane, value, grads, t, stop_at_loss, active):
-  """:func:`lintraj.dynamics._advance` as it was before: the update always computed, then kept or
+def advance_with_select(update, lane, value, grads, t, stop_at_loss, active, loss):
+  """:func:`lintraj._engine._advance` as it was before: the update always computed, then kept or
   not by a ``jnp.where`` on every leaf (same results)."""
   running = active & (lane.diverged < 0) & (lane.stopped < 0)
   diverged = jnp.where(running & ~jnp.isfinite(value), t, lane.diverged)
   stopped = jnp.where(running & (value <= stop_at_loss), t, lane.stopped)
-  new_weights, new_opt_state = update(lane.weights, lane.opt_state, grads)
+  new_weights, new_opt_state = update(lane.weights, lane.opt_state, grads, value, loss)
   moving = running & (diverged < 0) & (stopped < 0)
   keep = lambda old, new: jnp.where(moving, new, old)
-  return dynamics.LaneState(jax.tree_util.tree_map(keep, lane.weights, new_weights),
+  return _engine.LaneState(jax.tree_util.tree_map(keep, lane.weights, new_weights),
                             jax.tree_util.tree_map(keep, lane.opt_state, new_opt_state), diverged, stopped)
 
 
@@ -228,10 +227,10 @@ def check_bookkeeping():
   weights, loss = _problem()
   for lr, steps, every in ((common.LR, 300, 1), (common.LR, 300, 7), (5.0, 50, 1)):
     a = jax.block_until_ready(lt.gradient_descent(weights, loss, lr=lr, steps=steps, record_every=every))
-    dynamics._gradient_descent_run.clear_cache()  # so that the patched loop compiles its own
-    with patched(dynamics, _advance=advance_with_select):
+    _engine._segment.clear_cache()  # so that the patched loop compiles its own
+    with patched(_engine, _advance=advance_with_select):
       b = lt.gradient_descent(weights, loss, lr=lr, steps=steps, record_every=every)
-    dynamics._gradient_descent_run.clear_cache()
+    _engine._segment.clear_cache()
     n = steps // every + 1
     for x, y in zip(jax.tree_util.tree_leaves(a[1:7]), jax.tree_util.tree_leaves(b[1:7])):
       np.testing.assert_array_equal(np.asarray(x)[:n], np.asarray(y)[:n])
@@ -250,11 +249,11 @@ def main(argv=None):
     return []
   steps = 200 if args.quick else 2000
   rows = []
-  with sv.lapack_single_thread():  # as every run holds it (lintraj.dynamics.drive)
+  with sv.lapack_single_thread():  # as every run holds it (lintraj._engine.drive)
     rows += measure_group("record", {
         "shipped record": ((), "batched"),
         "no singular values": (((sv, dict(singular_values=_no_singular_values)),), "batched"),
-        "loss only": (((dynamics, dict(record=record_loss_only)),), "batched"),
+        "loss only": (((recording, dict(record=record_loss_only)),), "batched"),
     }, steps, 1, args.quick)
     rows += measure_group("singular values", {
         "one batched gesdd call (shipped)": ((), "batched"),
@@ -266,7 +265,7 @@ def main(argv=None):
     for every in (1, 10):
       rows += measure_group("loop bookkeeping", {
           "lax.cond freeze (shipped)": ((), "batched"),
-          "jnp.where freeze (before)": (((dynamics, dict(_advance=advance_with_select)),), "batched"),
+          "jnp.where freeze (before)": (((_engine, dict(_advance=advance_with_select)),), "batched"),
       }, steps * every, every, args.quick)
   rows += measure_flags(steps, args.quick)
   print(common.table(rows, ["group", "config", "lever", "record_every", "us_per_step", "x_shipped",

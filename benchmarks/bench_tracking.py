@@ -5,15 +5,15 @@ Rows, all measured side by side in one process (repetitions interleaved, median 
 
 - ``lintraj``: :func:`lintraj.gradient_descent` as shipped (default ``singular_values="batched"``;
   every run holds the OpenBLAS behind jaxlib's LAPACK to one thread,
-  :func:`lintraj.singular_values.lapack_single_thread`, entered in :func:`lintraj.dynamics.drive`).
+  :func:`lintraj.singular_values.lapack_single_thread`, entered in :func:`lintraj._engine.drive`).
 - ``lintraj, OpenBLAS default threads``: the same call with that hold disabled
-  (``lintraj.dynamics.lapack_single_thread`` replaced by :func:`contextlib.nullcontext` for this row
+  (``lintraj._engine.lapack_single_thread`` replaced by :func:`contextlib.nullcontext` for this row
   only): what the previous default cost, where XLA's threads and OpenBLAS's contend.
 - ``torch``, ``numpy``: :mod:`reference_torch`, :mod:`reference_numpy` with default threads, and
   the same with one thread (``torch.set_num_threads(1)``; every OpenBLAS held to one thread).
 - ``cand: <name>`` (LAPACK on one thread, as the shipped runs hold it, so that thread contention
   does not drown the algorithms' differences): one compiled scan (this file's
-  :func:`candidate_runner`, the same loss, update and :func:`lintraj.trajectory.record` fields) with the singular values computed by
+  :func:`candidate_runner`, the same loss, update and :func:`lintraj.recording.record` fields) with the singular values computed by
   candidate ``<name>``: ``exact`` (one LAPACK SVD per matrix), ``batched`` (the library default:
   equal shapes in batched calls of up to 8), ``gram`` (``sqrt(eigvalsh(W^T W))``, the Gram
   balancedness already needs), ``tracked`` (stateful prototype, see :func:`_track_one`:
@@ -43,9 +43,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import reference_numpy  # noqa: E402
 from common import lt  # noqa: E402
-from lintraj import dynamics  # noqa: E402
+from lintraj import _engine  # noqa: E402
 from lintraj import singular_values as sv  # noqa: E402
-from lintraj import trajectory  # noqa: E402
+from lintraj import recording  # noqa: E402
 
 try:
   import reference_torch
@@ -61,12 +61,12 @@ except ImportError:
 def openblas_default_threads():
   """Inside the block, lintraj's runs leave the OpenBLAS behind jaxlib's LAPACK on its default
   threads (the behaviour before every run held it to one thread)."""
-  held = dynamics.lapack_single_thread
-  dynamics.lapack_single_thread = contextlib.nullcontext
+  held = _engine.lapack_single_thread
+  _engine.lapack_single_thread = contextlib.nullcontext
   try:
     yield
   finally:
-    dynamics.lapack_single_thread = held
+    _engine.lapack_single_thread = held
 
 
 @contextlib.contextmanager
@@ -150,7 +150,7 @@ def candidate_runner(singular_values_fn):
   value_and_grad = jax.value_and_grad(lambda ws, loss: loss(lt.end_to_end(ws)))
 
   def record(ws, value, grads, loss, state, index):
-    fields = trajectory.record(ws, value, grads, loss.target) if singular_values_fn is _batched \
+    fields = recording.record(ws, value, grads, loss.target) if singular_values_fn is _batched \
         else None
     if fields is None:
       fields = dict(loss=value, balancedness=lt.metrics.balancedness(ws),

@@ -201,7 +201,7 @@ def what_the_tables_say(tracking, levers):
     select = [_lever(levers, "loop bookkeeping", "jnp.where freeze (before)", k) for k in (1, 10)]
     if all(select):
       out.append("- The largest lever found is not in the SVDs but in the loop: freezing stopped or "
-                 "diverged networks (`lintraj.dynamics._advance`) now takes the update under "
+                 "diverged networks (`lintraj._engine._advance`) now takes the update under "
                  "`lax.cond`; the previous code computed it and kept it or not with a `jnp.where` on "
                  f"every weight at every step, which takes {select[0]['x_shipped']:.2f} of the shipped "
                  f"time at record_every=1 and {select[1]['x_shipped']:.2f} at record_every=10 in this "

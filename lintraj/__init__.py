@@ -9,11 +9,12 @@ from lintraj import theory
 from lintraj import landscape
 from lintraj.flow import gradient_flow
 from lintraj.dynamics import gradient_descent, train
-from lintraj.io import load, resume, save
-from lintraj import sweep
-from lintraj.sweep import batch_gradient_descent
+from lintraj.io import load, save
+from lintraj.checkpoint import resume
+from lintraj import progress, sweep
+from lintraj.sweep import batch_gradient_descent, batch_train
 from lintraj.network import end_to_end, layer_dims
-from lintraj.trajectory import Trajectory
+from lintraj.recording import Trajectory
 from lintraj.whitening import whiten
 
 __version__ = "0.1.0"
@@ -37,4 +38,6 @@ __all__ = [
     "resume",
     "sweep",
     "batch_gradient_descent",
+    "batch_train",
+    "progress",
 ]

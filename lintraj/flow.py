@@ -10,17 +10,19 @@ exactly at the record times, and records the same metrics as :func:`lintraj.grad
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lintraj.dynamics import _value_and_grad, check_run
-from lintraj.singular_values import lapack_single_thread
-from lintraj.trajectory import Trajectory, record
+from lintraj import _engine
+from lintraj.progress import meter
+from lintraj.recording import Recorder, Trajectory, record_point, value_and_grad
 from lintraj.validation import check_int, check_positive
 
 __all__ = ["gradient_flow", "odeint"]
@@ -103,31 +105,59 @@ def odeint(rhs, y0, times, observe, *, rtol, atol, max_steps):
   References:
     Dormand, Prince. A family of embedded Runge-Kutta formulae. J. Comput. Appl. Math. 6 (1980).
   """
+  state = _ode_start(rhs, y0, times, lambda y, i: observe(y), rtol, atol)
+  state = _ode_run(rhs, state, times, lambda y, i: observe(y), rtol, atol, max_steps,
+                   jnp.shape(times)[0])
+  return state.records, state.y, state.index, state.n_steps
+
+
+class _OdeState(NamedTuple):
+  t: Any
+  y: Any
+  f: Any
+  h: Any
+  index: Any  # record times reached
+  records: Any
+  n_steps: Any
+
+
+def _ode_start(rhs, y0, times, observe, rtol, atol) -> _OdeState:
+  """The integrator's state at ``t = 0``: no records yet, the initial step size of Hairer,
+  Norsett, Wanner (Sec. II.4)."""
   times = jnp.asarray(times)
   dtype = times.dtype
   n_records = times.shape[0]
   nan_record = lambda s: jnp.full((n_records,) + s.shape, jnp.nan, s.dtype)
-  recs = jax.tree_util.tree_map(nan_record, jax.eval_shape(observe, y0))
+  recs = jax.tree_util.tree_map(nan_record, jax.eval_shape(observe, y0, 0))
   f0 = rhs(y0)
   span = jnp.maximum(times[-1], jnp.finfo(dtype).tiny)
   scale = lambda tree: _rms(_scaled(tree, y0, y0, rtol, atol))
   d0, d1 = scale(y0), scale(f0)
   h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5) | ~jnp.isfinite(d1), 1e-6 * span, 0.01 * d0 / d1)
   h0 = jnp.minimum(h0, span).astype(dtype)
+  return _OdeState(jnp.zeros((), dtype), y0, f0, h0, jnp.zeros((), jnp.int32), recs,
+                   jnp.zeros((), jnp.int32))
+
+
+def _ode_run(rhs, state: _OdeState, times, observe, rtol, atol, max_steps, until) -> _OdeState:
+  """Integrate until ``until`` record times are reached (or ``max_steps`` steps were attempted,
+  or the step size underflowed); ``observe(y, index)`` gives the record at record time ``index``."""
+  times = jnp.asarray(times)
+  dtype = times.dtype
   min_step = 16 * jnp.finfo(dtype).eps
 
   def keep_going(state):
-    t, _, _, h, idx, _, n_steps = state
-    return (idx < n_records) & (n_steps < max_steps) & (h > min_step * jnp.maximum(t, 1))
+    return ((state.index < until) & (state.n_steps < max_steps)
+            & (state.h > min_step * jnp.maximum(state.t, 1)))
 
   def observe_now(state):
-    t, y, f, h, idx, recs, n_steps = state
-    recs = jax.tree_util.tree_map(lambda r, v: r.at[idx].set(v), recs, observe(y))
-    return t, y, f, h, idx + 1, recs, n_steps
+    recs = jax.tree_util.tree_map(lambda r, v: r.at[state.index].set(v), state.records,
+                                  observe(state.y, state.index))
+    return state._replace(index=state.index + 1, records=recs)
 
   def step(state):
-    t, y, f, h, idx, recs, n_steps = state
-    gap = times[idx] - t
+    t, y, f, h = state.t, state.y, state.f, state.h
+    gap = times[state.index] - t
     dt = jnp.where(h * 1.01 >= gap, gap, h)  # never leave a sliver before a record time
     y_new, f_new, error = _dopri_step(rhs, y, f, dt)
     err = _rms(_scaled(error, y, y_new, rtol, atol))
@@ -135,31 +165,15 @@ def odeint(rhs, y0, times, observe, *, rtol, atol, max_steps):
         [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(f_new)]))
     accept = finite & (err <= 1)
     factor = jnp.where(finite, jnp.clip(0.9 * jnp.maximum(err, 1e-10) ** -0.2, 0.2, 10.0), 0.2)
-    t_new = jnp.where(dt == gap, times[idx], t + dt)
+    t_new = jnp.where(dt == gap, times[state.index], t + dt)
     pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new, old)
-    return (jnp.where(accept, t_new, t), pick(y_new, y), pick(f_new, f),
-            (dt * factor).astype(dtype), idx, recs, n_steps + 1)
+    return state._replace(t=jnp.where(accept, t_new, t), y=pick(y_new, y), f=pick(f_new, f),
+                          h=(dt * factor).astype(dtype), n_steps=state.n_steps + 1)
 
   def body(state):
-    return lax.cond(state[0] >= times[state[4]], observe_now, step, state)
+    return lax.cond(state.t >= times[state.index], observe_now, step, state)
 
-  state = (jnp.zeros((), dtype), y0, f0, h0, jnp.zeros((), jnp.int32), recs, jnp.zeros((), jnp.int32))
-  t, y, _, _, idx, recs, n_steps = lax.while_loop(keep_going, body, state)
-  return recs, y, idx, n_steps
-
-
-def _gradient_flow_records(weights, loss, times, rtol, atol, max_steps):
-  def rhs(ws):
-    return jax.tree_util.tree_map(jnp.negative, _value_and_grad(ws, loss)[1])
-
-  def observe(ws):
-    value, grads = _value_and_grad(ws, loss)
-    return record(ws, value, grads, loss.target)
-
-  return odeint(rhs, weights, times, observe, rtol=rtol, atol=atol, max_steps=max_steps)
-
-
-_gradient_flow_run = jax.jit(_gradient_flow_records)
+  return lax.while_loop(keep_going, body, state)
 
 
 def _record_times(time, n_records=None, record_every_time=None) -> np.ndarray:
@@ -175,9 +189,35 @@ def _record_times(time, n_records=None, record_every_time=None) -> np.ndarray:
   return np.linspace(0.0, time, n_records)
 
 
+def _flow_functions(loss, recorder: Recorder, track_every: int):
+  """The right-hand side and the record of the flow on ``loss``."""
+  def rhs(ws):
+    return jax.tree_util.tree_map(jnp.negative, value_and_grad(ws, loss)[1])
+
+  def observe(ws, index):
+    value, grads = value_and_grad(ws, loss)
+    return record_point(ws, value, grads, loss, ~jnp.isfinite(value), index, recorder, track_every)
+
+  return rhs, observe
+
+
+@functools.partial(jax.jit, static_argnames=("recorder", "track_every"))
+def _flow_start(weights, loss, times, rtol, atol, *, recorder, track_every) -> _OdeState:
+  rhs, observe = _flow_functions(loss, recorder, track_every)
+  return _ode_start(rhs, weights, times, observe, rtol, atol)
+
+
+@functools.partial(jax.jit, static_argnames=("recorder", "track_every"), donate_argnums=0)
+def _flow_segment(state, loss, times, rtol, atol, max_steps, until, *, recorder,
+                  track_every) -> _OdeState:
+  rhs, observe = _flow_functions(loss, recorder, track_every)
+  return _ode_run(rhs, state, times, observe, rtol, atol, max_steps, until)
+
+
 def gradient_flow(weights, loss, *, time, n_records: int | None = None,
                   record_every_time: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
-                  max_steps: int = 100_000) -> Trajectory:
+                  max_steps: int = 100_000, track=(), track_every: int = 1,
+                  singular_values: str = "batched", metrics=None, progress=False) -> Trajectory:
   r"""Gradient flow on the network loss, integrated with error control, recording the theory's
   metrics at fixed times.
 
@@ -200,6 +240,13 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
     rtol, atol: tolerances of the local error per step, relative to :math:`|W|` and absolute.
       The global error is typically 10-100 times the tolerance.
     max_steps: the most steps to attempt before giving up.
+    track, track_every, singular_values, metrics: what to record besides the built-in fields,
+      as in :func:`lintraj.gradient_descent` (e.g. ``track=("sharpness",)`` for the sharpness
+      along the flow, ``metrics={"name": f}`` for your own functions of the weights).
+    progress: True for a tqdm bar over the record times, False, or a meter
+      (:class:`lintraj.progress.Meter`); the integration runs in segments of about half a
+      second either way (the records do not depend on it; an interrupt takes effect within a
+      segment).
 
   Returns:
     A :class:`lintraj.Trajectory`. Its ``step`` field holds the **time** :math:`t` of each record
@@ -222,16 +269,30 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
     imbalances C_j are conserved and balanced networks follow the end-to-end rule (Theorem 1).
     Dormand, Prince. A family of embedded Runge-Kutta formulae. J. Comput. Appl. Math. 6 (1980).
   """
-  weights, loss, _, _ = check_run(weights, loss, 0, 1)
+  weights, loss, _, rec, _ = _engine.check_run(
+      "gradient_flow", weights, loss, steps=0, record_every=1, track=track,
+      track_every=track_every, singular_values=singular_values, metrics=metrics, time=time)
   times = _record_times(time, n_records, record_every_time)
   rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
   max_steps = check_int("max_steps", max_steps, 1)
+  track_every = check_int("track_every", track_every, 1) if rec.track else 1
+  bar = meter(progress)
   dtype = weights[0].dtype
-  with lapack_single_thread():  # as gradient_descent's runs (see lintraj.singular_values)
-    recs, final, n_reached, _ = _gradient_flow_run(
-        weights, loss, jnp.asarray(times, dtype), jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype),
-        jnp.asarray(max_steps, jnp.int32))
-    n_reached = int(n_reached)
+  args = (loss, jnp.asarray(times, dtype), jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype))
+  static = dict(recorder=rec, track_every=track_every)
+  if bar is not None:
+    bar.start(len(times), desc="gradient flow")
+  try:
+    state = _flow_start(weights, *args, **static)
+    state = _engine.drive(
+        lambda s, until: _flow_segment(s, *args, jnp.asarray(max_steps, jnp.int32),
+                                       jnp.asarray(until, jnp.int32), **static),
+        state, len(times), written=lambda s: int(s.index),
+        report=None if bar is None else lambda s, block: bar.update(block))
+  finally:
+    if bar is not None:
+      bar.close()
+  n_reached = int(state.index)
   stopped = None
   if n_reached < len(times):
     stopped = float(times[n_reached])
@@ -239,4 +300,6 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
         f"gradient_flow stopped before t = {stopped:g} (max_steps={max_steps} used up, or the step "
         "size underflowed because the flow stopped being finite); later records are NaN. Raise "
         "max_steps or loosen rtol/atol.", RuntimeWarning, stacklevel=2)
-  return Trajectory(step=jnp.asarray(times, dtype), final=final, diverged_step=stopped, **recs)
+  records = jax.device_get(state.records)
+  return Trajectory(step=np.asarray(times, dtype), final=jax.device_get(state.y),
+                    diverged_step=stopped, **records)

@@ -1,4 +1,7 @@
-"""Saving and loading trajectories and checkpoints: ``.npz`` of arrays with JSON metadata, no pickle."""
+"""File formats: trajectories (:func:`save`, :func:`load`) and checkpoints
+(:func:`write_checkpoint`, :func:`read_checkpoint`), ``.npz`` of arrays with JSON metadata, never
+pickle. Continuing a run from its checkpoint is :func:`lintraj.resume`
+(:mod:`lintraj.checkpoint`)."""
 
 from __future__ import annotations
 
@@ -11,10 +14,10 @@ import zipfile
 import jax
 import numpy as np
 
-from lintraj.losses import Loss
-from lintraj.trajectory import Trajectory
+from lintraj.losses import Loss, as_loss
+from lintraj.recording import Trajectory
 
-__all__ = ["save", "load", "resume", "write_checkpoint", "read_checkpoint"]
+__all__ = ["save", "load"]
 
 _METADATA_KEY = "__metadata__"
 _STEP_FIELDS = ("diverged_step", "stopped_step")
@@ -85,6 +88,9 @@ def save(path, trajectory: Trajectory, **metadata) -> str:
     if isinstance(value, tuple):
       fields[name] = {"tuple": len(value)}
       arrays.update({f"{name}/{i}": np.asarray(v) for i, v in enumerate(value)})
+    elif isinstance(value, dict):
+      fields[name] = {"dict": list(value)}
+      arrays.update({f"{name}/{k}": np.asarray(v) for k, v in value.items()})
     elif value is None:
       fields[name] = {"none": True}
     else:
@@ -110,6 +116,8 @@ def load(path):
     for name, kind in header["fields"].items():
       if "tuple" in kind:
         values[name] = tuple(arrays[f"{name}/{i}"] for i in range(kind["tuple"]))
+      elif "dict" in kind:
+        values[name] = {k: arrays[f"{name}/{k}"] for k in kind["dict"]}
       elif "none" in kind:
         values[name] = None
       else:
@@ -148,15 +156,21 @@ def _tree_from_arrays(spec, arrays: dict):
   return {"tuple": tuple, "list": list}[kind](_tree_from_arrays(x, arrays) for x in spec[kind])
 
 
-def _function_reference(fn):
-  """``"module:qualname"`` for a module-level lintraj function (resolvable on resume), else None."""
+def function_reference(fn):
+  """``"module:qualname"`` of a function importable by name (defined at the top level of an
+  importable module, not ``__main__``, not a lambda or closure), else None: a checkpoint stores
+  functions this way, never their code."""
   module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
-  if not module or not module.startswith("lintraj.") or "<" in qualname:
+  if not module or module == "__main__" or "<" in qualname:
     return None
-  return f"{module}:{qualname}" if _resolve(f"{module}:{qualname}") is fn else None
+  try:
+    return f"{module}:{qualname}" if resolve(f"{module}:{qualname}") is fn else None
+  except ImportError:
+    return None
 
 
-def _resolve(reference: str):
+def resolve(reference: str):
+  """The function named by :func:`function_reference`'s ``"module:qualname"``."""
   module, qualname = reference.split(":")
   value = importlib.import_module(module)
   for part in qualname.split("."):
@@ -169,11 +183,11 @@ def write_checkpoint(path, run: str, *, call: dict, arrays: dict, loss: Loss, st
 
   Args:
     path: where (a ``.npz`` file).
-    run: the kind of run (``"gradient_descent"`` or ``"batch_gradient_descent"``).
+    run: the run function's name (``"gradient_descent"``, ``"train"``, ...).
     call: JSON-serialisable arguments of the run.
     arrays: its array arguments (NumPy).
     loss: its :class:`lintraj.losses.Loss` (data and target are stored; the function by reference
-      if it is a lintraj loss, else :func:`resume` needs ``loss=``).
+      if it is importable, else :func:`lintraj.resume` needs ``loss=``).
     state_arrays: the state, NumPy arrays by name.
 
   Under ``jax.distributed.initialize()`` only process 0 writes (the others return the path).
@@ -181,7 +195,7 @@ def write_checkpoint(path, run: str, *, call: dict, arrays: dict, loss: Loss, st
   if jax.process_index() != 0:
     return os.fspath(path)
   loss_arrays = {}
-  loss_header = dict(name=loss.name, fn=_function_reference(loss.fn),
+  loss_header = dict(name=loss.name, fn=function_reference(loss.fn),
                      data=_tree_to_arrays(loss.data, "loss/data", loss_arrays),
                      target=_tree_to_arrays(loss.target, "loss/target", loss_arrays))
   all_arrays = {**{f"call/{k}": v for k, v in arrays.items()}, **loss_arrays,
@@ -212,11 +226,14 @@ def read_checkpoint(path, loss=None):
     if spec["fn"] is None:
       raise ValueError(f"{path} was written by a run of the loss {spec['name']!r}, a function "
                        "lintraj cannot import by itself; pass it: lintraj.resume(path, loss=loss).")
-    stored.fn = _resolve(spec["fn"])
+    stored.fn = resolve(spec["fn"])
     loss = stored
   else:
-    from lintraj.losses import as_loss
     loss = as_loss(loss)
+    given_fn = function_reference(loss.fn)
+    if spec["fn"] is not None and given_fn is not None and given_fn != spec["fn"]:
+      raise ValueError(f"{path} was run with the loss function {spec['fn']}, not {given_fn}; "
+                       "pass the loss the run was started with.")
     given, kept = (loss.data, loss.target), (stored.data, stored.target)
     same = jax.tree_util.tree_structure(given) == jax.tree_util.tree_structure(kept) and all(
         np.array_equal(np.asarray(a), b)
@@ -225,44 +242,3 @@ def read_checkpoint(path, loss=None):
       raise ValueError(f"the loss passed to resume has other data or target than the one {path} was "
                        "run with; pass the same loss.")
   return run, call_header, call, loss, state
-
-
-def resume(path, *, loss=None, progress: bool = False, devices=None) -> Trajectory:
-  r"""Continue a run from its checkpoint to the end and return its trajectory.
-
-  The records are bit-identical to those of the same run done without interruption. The
-  checkpoint keeps being updated as the run goes on (a finished run's checkpoint just returns
-  its trajectory).
-
-  Args:
-    path: a file written by ``gradient_descent(..., checkpoint=path, checkpoint_every=K)`` or
-      :func:`lintraj.batch_gradient_descent` with the same arguments.
-    loss: the loss, needed only when its function is not a lintraj loss (a user function); it
-      must have the same data and target.
-    progress: show a progress bar.
-    devices: for a batched run, the devices to spread its lanes over (default: all). With
-      another number of devices than the interrupted run, the chunk that was running continues
-      with another number of lanes per device (its records then agree to rounding, not bit for bit).
-
-  Returns:
-    A :class:`lintraj.Trajectory`, as the interrupted call would have returned.
-
-  Example:
-    >>> import jax, jax.numpy as jnp, lintraj as lt, tempfile, os
-    >>> ws = lt.init.balanced(jax.random.PRNGKey(0), (2, 2, 1), std=0.5)
-    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
-    >>> traj = lt.gradient_descent(ws, lt.losses.target(jnp.ones((1, 2))), lr=0.1, steps=20,
-    ...                            checkpoint=path, checkpoint_every=5)
-    >>> bool((lt.resume(path).loss == traj.loss).all())
-    True
-  """
-  run, call, arrays, loss, state = read_checkpoint(path, loss)
-  if not jax.config.jax_enable_x64 and any(a.dtype == np.float64 for a in state.values()):
-    raise ValueError(f"{os.fspath(path)} holds a float64 run; resume it inside `with jax.enable_x64(True):`.")
-  if run == "gradient_descent":
-    from lintraj import dynamics
-    return dynamics.resume_gradient_descent(path, call, arrays, loss, state, progress)
-  if run == "batch_gradient_descent":
-    from lintraj import sweep
-    return sweep.resume_batch_gradient_descent(path, call, arrays, loss, state, progress, devices)
-  raise ValueError(f"{os.fspath(path)} is a checkpoint of an unknown kind of run {run!r}.")

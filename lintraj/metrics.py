@@ -11,7 +11,8 @@ from lintraj.network import end_to_end
 from lintraj.singular_values import singular_values
 
 __all__ = ["balancedness", "balancedness_per_pair", "deficiency_margin", "end_to_end_deficiency_margin",
-           "layer_singular_values", "end_to_end_singular_values"]
+           "layer_singular_values", "end_to_end_singular_values", "nuclear_norm", "schatten_norm",
+           "effective_rank", "entry", "held_out_error", "target_alignment"]
 
 
 def balancedness_per_pair(weights) -> jnp.ndarray:
@@ -103,3 +104,120 @@ def end_to_end_singular_values(weights, method: str = "batched") -> jnp.ndarray:
     [3.0, 3.0]
   """
   return singular_values((end_to_end(weights),), method)[0]
+
+
+# Ready metrics for ``metrics=`` of the run functions: functions of the weights tuple (or
+# factories returning one), each recorded at every record as ``traj.metrics[name]``.
+
+
+def nuclear_norm(weights) -> jnp.ndarray:
+  r"""The nuclear norm :math:`\|W_{1:N}\|_* = \sum_i \sigma_i(W_{1:N})` of the end-to-end matrix.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(nuclear_norm((jnp.diag(jnp.array([3.0, 4.0])),)))
+    7.0
+
+  References:
+    Gunasekar, Woodworth, Bhojanapalli, Neyshabur, Srebro. Implicit Regularization in Matrix
+    Factorization. NeurIPS 2017 (the nuclear-norm conjecture).
+  """
+  return jnp.sum(end_to_end_singular_values(weights))
+
+
+def schatten_norm(p: float):
+  r"""A metric: the Schatten-:math:`p` quasi-norm :math:`(\sum_i \sigma_i^p)^{1/p}` of
+  :math:`W_{1:N}` (:math:`p = 1`: nuclear, :math:`p = 2`: Frobenius; :math:`p < 1` the quasi-norms
+  that Arora, Cohen, Hu, Luo 2019 compare with depth).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(schatten_norm(2.0)((jnp.diag(jnp.array([3.0, 4.0])),)))
+    5.0
+
+  References:
+    Arora, Cohen, Hu, Luo. Implicit Regularization in Deep Matrix Factorization. NeurIPS 2019.
+  """
+  if isinstance(p, (str, bytes, bool)) or not float(p) > 0:
+    raise ValueError(f"p must be a positive number; got {p!r}.")
+  p = float(p)
+  return lambda weights: jnp.sum(end_to_end_singular_values(weights) ** p) ** (1 / p)
+
+
+def effective_rank(weights) -> jnp.ndarray:
+  r"""The effective rank :math:`\exp(-\sum_i \rho_i \log \rho_i)`, :math:`\rho_i = \sigma_i /
+  \sum_k \sigma_k`, of :math:`W_{1:N}` (1 for a rank-one matrix, :math:`r` for :math:`r` equal
+  singular values).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> round(float(effective_rank((jnp.eye(3),))), 6)
+    3.0
+
+  References:
+    Roy, Vetterli. The effective rank: a measure of effective dimensionality. EUSIPCO 2007;
+    used for deep matrix factorization by Arora, Cohen, Hu, Luo, NeurIPS 2019.
+  """
+  s = end_to_end_singular_values(weights)
+  rho = s / jnp.sum(s)
+  return jnp.exp(-jnp.sum(jnp.where(rho > 0, rho * jnp.log(jnp.where(rho > 0, rho, 1)), 0)))
+
+
+def entry(i: int, j: int):
+  r"""A metric: the entry :math:`(W_{1:N})_{ij}` of the end-to-end matrix (Razin and Cohen
+  follow one unobserved entry of a completion problem along the trajectory).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(entry(0, 1)((jnp.array([[1.0, 2.0]]),)))
+    2.0
+
+  References:
+    Razin, Cohen. Implicit Regularization in Deep Learning May Not Be Explainable by Norms.
+    NeurIPS 2020, Section 3.
+  """
+  i, j = int(i), int(j)
+  return lambda weights: end_to_end(weights)[i, j]
+
+
+def held_out_error(mask, values):
+  r"""A metric: the root-mean-square error of :math:`W_{1:N}` on the entries where ``mask`` is
+  true, against ``values`` (the test error of matrix completion on the unobserved entries,
+  :math:`(\sum_{ij \in \Omega^c} (W_{ij} - M_{ij})^2 / |\Omega^c|)^{1/2}`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> f = held_out_error(jnp.array([[True, False]]), jnp.array([[1.0, 5.0]]))
+    >>> float(f((jnp.array([[3.0, 5.0]]),)))
+    2.0
+
+  References:
+    Arora, Cohen, Hu, Luo. Implicit Regularization in Deep Matrix Factorization. NeurIPS 2019.
+  """
+  mask = jnp.asarray(mask, bool)
+  values = jnp.asarray(values)
+  if mask.shape != values.shape or not mask.any():
+    raise ValueError(f"mask {mask.shape} and values {values.shape} must have one shape and the "
+                     "mask at least one held-out entry.")
+  count = jnp.sum(mask)
+  return lambda weights: jnp.sqrt(
+      jnp.sum(jnp.where(mask, end_to_end(weights) - values, 0) ** 2) / count)
+
+
+def target_alignment(target):
+  r"""A metric: :math:`|u_i^\top W_{1:N} v_i|` for each singular pair :math:`(u_i, v_i)` of
+  ``target`` (shape ``(r,)``): how far the trajectory has learned each mode of the target (Saxe,
+  McClelland, Ganguli's mode strengths).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> f = target_alignment(jnp.diag(jnp.array([2.0, 1.0])))
+    >>> f((0.5 * jnp.eye(2),)).tolist()
+    [0.5, 0.5]
+
+  References:
+    Saxe, McClelland, Ganguli. Exact solutions to the nonlinear dynamics of learning in deep
+    linear neural networks. ICLR 2014.
+  """
+  u, _, vt = jnp.linalg.svd(jnp.asarray(target), full_matrices=False)
+  return lambda weights: jnp.abs(jnp.einsum("ir,ij,rj->r", u, end_to_end(weights), vt))

@@ -12,6 +12,7 @@ scale, the learning rate that reached the threshold first (Arora et al. 2019, Fi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -19,20 +20,19 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import optax
 
+from lintraj import _engine
 from lintraj import init as inits
-from lintraj.dynamics import (LaneState, RunState, _gradient_descent_run, call_tracking, check_checkpoint,
-                              check_lr, check_memory, check_run, check_stop_at_loss, checkpoint_blocks, drive,
-                              initial_state, progress_bar, put_sharded, records_written, restore, state_shapes,
-                              to_host)
+from lintraj._runtime import lane_mesh
 from lintraj.losses import Loss, as_loss
 from lintraj.network import check_weights
-from lintraj.trajectory import Trajectory, check_tracking
-from lintraj.validation import check_int
+from lintraj.progress import meter
+from lintraj.recording import Trajectory
+from lintraj.validation import check_int, check_lr, check_stop_at_loss
 
-__all__ = ["batch_gradient_descent", "grid", "fastest", "lane", "stack_losses", "lane_mesh",
-           "resume_batch_gradient_descent"]
+__all__ = ["batch_gradient_descent", "batch_train", "grid", "fastest", "fastest_iterations", "lane",
+           "stack_losses", "lane_mesh"]
 
 _INITS = {"balanced": lambda key, dims, std, dtype: inits.balanced(key, dims, std=std, dtype=dtype),
           "gaussian": lambda key, dims, std, dtype: inits.gaussian(key, dims, std=std, dtype=dtype),
@@ -66,21 +66,8 @@ def stack_losses(losses: Sequence) -> Loss:
   return Loss(first.fn, data=data, target=target, name=first.name)
 
 
-def lane_mesh(devices=None) -> Mesh | None:
-  """A 1-D mesh (axis ``"lanes"``) over ``devices`` (default ``jax.devices()``: every device, of
-  every process under ``jax.distributed.initialize()``), or None for a single device.
-
-  Example:
-    >>> lane_mesh() is None or lane_mesh().axis_names == ("lanes",)
-    True
-  """
-  devices = jax.devices() if devices is None else list(devices)
-  if not devices:
-    raise ValueError("devices is empty; pass None (all devices) or a list such as jax.devices()[:4].")
-  return None if len(devices) == 1 else Mesh(np.array(devices), ("lanes",))
-
-
 def _check_batch(weights) -> tuple:
+  """``(weights, lane 0's weights)`` of a batch, or ValueError."""
   if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence) or not weights:
     raise ValueError("weights must be a non-empty tuple (W_1, ..., W_N) of batched layers, W_j of shape "
                      f"(B, d_j, d_{{j-1}}); got {type(weights).__name__}. Build them with lintraj.sweep.grid.")
@@ -91,8 +78,7 @@ def _check_batch(weights) -> tuple:
       raise ValueError(
           f"layer W_{j} has shape {w.shape}; in a batch every layer has shape (B, d_j, d_{{j-1}}) with the "
           f"same B >= 1 (W_1 has {weights[0].shape}). For one network use lintraj.gradient_descent.")
-  check_weights(tuple(w[0] for w in weights))
-  return weights
+  return weights, check_weights(tuple(w[0] for w in weights))
 
 
 def _per_lane(value, lanes: int, name: str) -> np.ndarray:
@@ -116,9 +102,10 @@ def _check_lrs(lr, lanes: int) -> np.ndarray:
   return lrs
 
 
-def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, stop_at_loss=None,
-                           track=(), track_every: int = 1, singular_values: str = "batched",
-                           batch_size: int | None = None, devices=None, progress: bool = False,
+def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1,
+                           stop_at_loss=None, track=(), track_every: int = 1,
+                           singular_values: str = "batched", metrics=None,
+                           batch_size: int | None = None, devices=None, progress=False,
                            checkpoint=None, checkpoint_every: int | None = None) -> Trajectory:
   r"""Gradient descent on a batch of ``B`` networks at once, one compiled loop, lane by lane
   equal to :func:`lintraj.gradient_descent`.
@@ -142,12 +129,13 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
     steps: maximum number of steps.
     record_every: record at steps ``0, k, 2k, ...``; ``T = steps // k + 1`` records.
     stop_at_loss: threshold, a number or shape ``(B,)``; None never stops.
-    track, track_every, singular_values: as in :func:`lintraj.gradient_descent` (``sharpness``
-      then has shape ``(B, T)``).
+    track, track_every, singular_values, metrics: as in :func:`lintraj.gradient_descent`
+      (``sharpness`` then has shape ``(B, T)``, ``metrics[name]`` ``(B, T, ...)``).
     batch_size: lanes per device at a time (default: all lanes in one go); a larger batch runs
       in chunks of ``batch_size`` lanes per device, one chunk after another.
     devices: the devices to spread the lanes over (default ``jax.devices()``, all of them).
-    progress: show a tqdm bar with the lanes stopped and diverged so far.
+    progress: True for a tqdm bar with the lanes stopped and diverged so far, False, or a meter
+      (:class:`lintraj.progress.Meter`).
     checkpoint: a path; with ``checkpoint_every=K`` the state is written there every ``K``
       steps (rounded up to a multiple of ``record_every``); :func:`lintraj.resume` continues.
     checkpoint_every: steps between checkpoints.
@@ -169,160 +157,205 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
     Arora, Cohen, Golowich, Hu. A Convergence Analysis of Gradient Descent for Deep Linear
     Neural Networks. ICLR 2019 (arXiv 1810.02281), Eq. (4) and Figure 1 (the sweep it runs).
   """
-  weights = _check_batch(weights)
+  weights, lane_weights = _check_batch(weights)
   lanes = weights[0].shape[0]
-  lane_weights = check_weights(tuple(w[0] for w in weights))
+  loss, loss_batched, sched, rec, path = _check_batch_run(
+      "batch_gradient_descent", weights, lane_weights, loss, steps=steps,
+      record_every=record_every, track=track, track_every=track_every,
+      singular_values=singular_values, metrics=metrics, checkpoint=checkpoint,
+      checkpoint_every=checkpoint_every, lr=lr, stop_at_loss=stop_at_loss)
+  lrs = _check_lrs(lr, lanes)
+  stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
+  mesh = lane_mesh(devices)
+  batch_size = _batch_size(batch_size, lanes, mesh)
+  job = _batch_gradient_descent_job(weights, loss, loss_batched, lrs, stop, sched, rec, batch_size,
+                                    mesh, path)
+  return _engine.execute(job, meter(progress))
+
+
+def _check_batch_run(run, weights, lane_weights, loss, **kwargs):
+  """The checks of a batched run: the run's common checks on lane 0 (every lane has its
+  shapes), the per-lane losses (stacked), ``(loss, loss_batched, schedule, recorder, path)``."""
+  lanes = weights[0].shape[0]
   loss_batched = isinstance(loss, (list, tuple))
   if loss_batched:
     if len(loss) != lanes:
-      raise ValueError(f"loss has {len(loss)} entries but the batch has {lanes} lanes; give one loss per "
-                       "lane or one shared loss.")
+      raise ValueError(f"loss has {len(loss)} entries but the batch has {lanes} lanes; give one "
+                       "loss per lane or one shared loss.")
     for lane_loss in loss:
-      _, _, steps, record_every = check_run(lane_weights, lane_loss, steps, record_every)
+      _engine.check_run(run, lane_weights, lane_loss, **kwargs)
     loss = stack_losses(loss)
+    _, _, sched, rec, path = _engine.check_run(run, lane_weights, jax.tree_util.tree_map(
+        lambda x: x[0], loss), **kwargs)
   else:
-    _, loss, steps, record_every = check_run(lane_weights, loss, steps, record_every)
-  lrs = _check_lrs(lr, lanes)
-  stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
+    _, loss, sched, rec, path = _engine.check_run(run, lane_weights, loss, **kwargs)
+  return loss, loss_batched, sched, rec, path
+
+
+def _batch_size(batch_size, lanes, mesh) -> int:
+  """Lanes per device at a time: all lanes (spread over the devices) unless ``batch_size``."""
+  devices = 1 if mesh is None else mesh.size
   batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
-  tracking = check_tracking(track, track_every, singular_values)
-  path, checkpoint_every = check_checkpoint(checkpoint, checkpoint_every)
+  return min(int(batch_size or lanes), -(-lanes // devices))
+
+
+def _lanes(weights, opt_state) -> _engine.LaneState:
+  lanes = weights[0].shape[0]
+  return _engine.LaneState(tuple(weights), opt_state, np.full(lanes, -1, np.int32),
+                           np.full(lanes, -1, np.int32))
+
+
+def _batch_gradient_descent_job(weights, loss, loss_batched, lrs, stop, sched, rec, batch_size,
+                                mesh, path) -> _engine.Job:
+  lrs = np.asarray(lrs, np.float64)
+  return _engine.Job(
+      "batch_gradient_descent", _engine.gd_update, _lanes(weights, lrs.astype(weights[0].dtype)),
+      loss, np.asarray(stop, np.float64), sched, rec, batched=True, loss_batched=loss_batched,
+      batch_size=batch_size, mesh=mesh, checkpoint=path,
+      call=dict(loss_batched=loss_batched, batch_size=batch_size),
+      arrays={**_weight_arrays(weights), "lr": lrs, "stop_at_loss": np.asarray(stop, np.float64)})
+
+
+def _weight_arrays(weights) -> dict:
+  return {f"weights/{j}": np.asarray(w) for j, w in enumerate(weights)}
+
+
+def _stored_batch(arrays: dict) -> tuple:
+  count = sum(k.startswith("weights/") for k in arrays)
+  return _check_batch([arrays[f"weights/{j}"] for j in range(count)])[0]
+
+
+def _resumed_mesh_and_batch(call, lanes, devices):
   mesh = lane_mesh(devices)
-  devices = 1 if mesh is None else mesh.size
-  call = dict(steps=steps, record_every=record_every, checkpoint_every=checkpoint_every,
-              batch_size=min(int(batch_size or lanes), -(-lanes // devices)), loss_batched=loss_batched,
-              tracking=tracking._asdict())
-  return _run(weights, loss, lrs, stop, call, progress, path, mesh)
+  return mesh, min(int(call["batch_size"]), -(-lanes // (1 if mesh is None else mesh.size)))
 
 
-def _bar(progress, call, lanes, devices):
-  runs = -(-lanes // (call["batch_size"] * devices))
-  return progress_bar(progress, call["steps"], "sweep", runs=runs, lanes=lanes)
+def resume_batch_gradient_descent(call, arrays, loss, sched, rec, path, optimizer=None,
+                                  devices=None) -> _engine.Job:
+  """The job of a :func:`batch_gradient_descent` checkpoint (see :func:`lintraj.resume`)."""
+  weights = _stored_batch(arrays)
+  mesh, batch_size = _resumed_mesh_and_batch(call, weights[0].shape[0], devices)
+  return _batch_gradient_descent_job(weights, loss, call["loss_batched"], arrays["lr"],
+                                     arrays["stop_at_loss"], sched, rec, batch_size, mesh, path)
 
 
-def _lane_loss(loss, loss_batched, index):
-  return jax.tree_util.tree_map(lambda x: x[index], loss) if loss_batched else loss
+def batch_train(weights, loss, optimizer, *, hyperparams=None, steps: int, record_every: int = 1,
+                stop_at_loss=None, track=(), track_every: int = 1,
+                singular_values: str = "batched", metrics=None, batch_size: int | None = None,
+                devices=None, progress=False, checkpoint=None,
+                checkpoint_every: int | None = None) -> Trajectory:
+  r"""Train a batch of ``B`` networks with an optax optimizer in one compiled loop, lane by lane
+  equal to :func:`lintraj.train` (to rounding, ``stopped_step`` included).
 
+  ``optimizer`` is either one ``optax.GradientTransformation`` shared by every lane, or a
+  function of keyword hyperparameters returning one (``optax.adam``, ``optax.sgd``, ...) with
+  ``hyperparams={"learning_rate": lrs, ...}``: scalars are shared, arrays of shape ``(B,)`` give
+  each lane its own value, through ``optax.inject_hyperparams`` (so one program serves every
+  value). Lane ``b`` then runs ``optimizer(**hyperparams_b)``. Every other argument is as in
+  :func:`batch_gradient_descent`.
 
-def _to_host(state: RunState, lanes: int) -> RunState:
-  """The state on the host as NumPy arrays, padding lanes dropped, one record counter."""
-  cut = lambda x: to_host(x)[:lanes]
-  return RunState(jax.tree_util.tree_map(cut, state.lanes), jax.tree_util.tree_map(cut, state.records),
-                  np.int32(records_written(state)))
+  Example:
+    >>> import jax.numpy as jnp, numpy as np, optax, lintraj as lt
+    >>> ws, lrs, table = lt.sweep.grid("balanced", (2, 3, 1), std=[0.5], lr=[0.01, 0.1])
+    >>> traj = lt.batch_train(ws, lt.losses.target(jnp.array([[1.0, 0.5]])), optax.adam,
+    ...                       hyperparams={"learning_rate": lrs}, steps=300, stop_at_loss=1e-6)
+    >>> bool(traj.stopped_step[1] < traj.stopped_step[0])  # the larger step size is faster
+    True
 
-
-def _unprefix(arrays: dict, prefix: str) -> dict:
-  return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-
-def _concat(states: list[RunState]) -> RunState:
-  if len(states) == 1:
-    return states[0]
-  stack = lambda *xs: np.concatenate(xs)
-  return RunState(jax.tree_util.tree_map(stack, *[s.lanes for s in states]),
-                  jax.tree_util.tree_map(stack, *[s.records for s in states]), states[-1].block)
-
-
-def _leaves(state: RunState, prefix: str) -> dict:
-  return {f"{prefix}/{i}": x for i, x in enumerate(jax.tree_util.tree_leaves(state))}
-
-
-def _run(weights, loss, lrs, stop, call, progress, path, mesh, saved=None) -> Trajectory:
-  """Run (or, from a checkpoint's ``saved`` leaves, continue) a validated batched call.
-
-  Lanes run in chunks of ``batch_size`` per device, padded with copies of the chunk's last lane
-  (they settle with it, so they never prolong the loop).
+  References:
+    Arora, Cohen, Hazan. On the Optimization of Deep Networks: Implicit Acceleration by
+    Overparameterization. ICML 2018 (arXiv 1802.06509), Section 6 (tuned optimizers compared).
   """
-  steps, record_every, batch_size = call["steps"], call["record_every"], call["batch_size"]
-  lanes, dtype = weights[0].shape[0], weights[0].dtype
-  loss_batched, tracking = call["loss_batched"], call_tracking(call)
-  devices = 1 if mesh is None else mesh.size
-  chunk = batch_size * devices
-  lane_loss = _lane_loss(loss, loss_batched, 0)
-  check_memory(tuple(w[0] for w in weights), lane_loss, steps, record_every, tracking=tracking,
-               device_lanes=batch_size, host_lanes=lanes,
-               devices=None if mesh is None else list(mesh.devices.flat))
-  bar = _bar(progress, call, lanes, devices)
-
-  def lane_state(index):
-    return LaneState(tuple(w[index] for w in weights), lrs[index].astype(dtype),
-                     np.full(len(index), -1, np.int32), np.full(len(index), -1, np.int32))
-
-  def host_state(leaves, n):
-    return restore(state_shapes(lane_state(np.zeros(n, int)), lane_loss, steps, record_every,
-                                tracking=tracking, batched=True), leaves)
-
-  def put(x, spec):
-    return jnp.asarray(x) if mesh is None else put_sharded(x, NamedSharding(mesh, spec))
-
-  lo, finished, current = 0, [], None
-  if saved is not None:
-    lo = call["done"]
-    if lo:
-      finished = [host_state(_unprefix(saved, "finished/"), lo)]
-    current = host_state(_unprefix(saved, "current/"), call["chunk_lanes"])
-  shared_loss = None if loss_batched else jax.tree_util.tree_map(lambda x: put(x, PartitionSpec()), loss)
-  lane_spec = PartitionSpec("lanes")
-  every = checkpoint_blocks(call["checkpoint_every"], record_every)
-  try:
-    while lo < lanes:
-      n = min(chunk, lanes - lo) if current is None else call["chunk_lanes"]
-      width = max(chunk, -(-n // devices) * devices)
-      index = np.minimum(np.arange(lo, lo + width), lo + n - 1)
-      start = None
-      if current is not None:
-        pad = lambda x: x[np.minimum(np.arange(width), n - 1)]
-        start = RunState(jax.tree_util.tree_map(pad, current.lanes),
-                         jax.tree_util.tree_map(pad, current.records), current.block)
-        current = None
-      state = initial_state(lane_state(index), lane_loss, steps, record_every, tracking=tracking,
-                            batched=True, saved=start, mesh=mesh)
-      chunk_loss = (jax.tree_util.tree_map(lambda x: put(np.asarray(x)[index], lane_spec), loss)
-                    if loss_batched else shared_loss)
-      chunk_stop = put(stop[index].astype(dtype), lane_spec)
-      segment = lambda s, until: _gradient_descent_run(
-          s, chunk_loss, chunk_stop, until, steps=steps, record_every=record_every, tracking=tracking,
-          batched=True, loss_batched=loss_batched, mesh=mesh)
-      writer = None
-      if path is not None:
-        finished = [_concat(finished)] if finished else []
-        writer = _checkpoint_writer(path, dict(call, done=lo, chunk_lanes=n), weights, lrs, stop, loss,
-                                    finished, n)
-      count = None
-      if bar is not None:
-        bar.begin(lo // chunk)
-        earlier = (sum(int(np.sum(f.lanes.stopped >= 0)) for f in finished),
-                   sum(int(np.sum(f.lanes.diverged >= 0)) for f in finished))
-        count = lambda s, n=n, earlier=earlier: (earlier[0] + int(np.sum(to_host(s.lanes.stopped)[:n] >= 0)),
-                                                  earlier[1] + int(np.sum(to_host(s.lanes.diverged)[:n] >= 0)))
-      state = drive(segment, state, steps=steps, record_every=record_every, progress=bar,
-                    checkpoint=writer, checkpoint_blocks=every, count=count)
-      finished.append(_to_host(state, n))
-      lo += n
-  finally:
-    if bar is not None:
-      bar.close()
-  done = _concat(finished)
-  total = steps // record_every + 1
-  return Trajectory(step=np.tile(np.arange(total, dtype=np.int32) * record_every, (lanes, 1)),
-                    final=done.lanes.weights, diverged_step=done.lanes.diverged,
-                    stopped_step=done.lanes.stopped, **done.records)
-
-
-def _checkpoint_writer(path, call, weights, lrs, stop, loss, finished, lanes):
-  from lintraj import io
-  arrays = {**{f"weights/{j}": w for j, w in enumerate(weights)}, "lr": lrs, "stop_at_loss": stop}
-  finished_arrays = _leaves(finished[0], "finished") if finished else {}
-  return lambda state: io.write_checkpoint(
-      path, "batch_gradient_descent", call=call, arrays=arrays, loss=loss,
-      state_arrays={**finished_arrays, **_leaves(_to_host(state, lanes), "current")})
-
-
-def resume_batch_gradient_descent(path, call, arrays, loss, saved, progress, devices=None) -> Trajectory:
-  """Continue a :func:`batch_gradient_descent` run from a checkpoint's contents (see :func:`lintraj.resume`)."""
-  weights = _check_batch([arrays[f"weights/{j}"] for j in range(sum(k.startswith("weights/") for k in arrays))])
+  weights, lane_weights = _check_batch(weights)
+  lanes = weights[0].shape[0]
+  loss, loss_batched, sched, rec, path = _check_batch_run(
+      "batch_train", weights, lane_weights, loss, steps=steps, record_every=record_every,
+      track=track, track_every=track_every, singular_values=singular_values, metrics=metrics,
+      checkpoint=checkpoint, checkpoint_every=checkpoint_every, hyperparams=hyperparams,
+      stop_at_loss=stop_at_loss)
+  hyper = _check_hyperparams(optimizer, hyperparams, lanes)
+  stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
   mesh = lane_mesh(devices)
-  return _run(weights, loss, arrays["lr"], arrays["stop_at_loss"], call, progress, path, mesh, saved)
+  job = _batch_train_job(weights, loss, loss_batched, optimizer, hyper, stop, sched, rec,
+                         _batch_size(batch_size, lanes, mesh), mesh, path)
+  return _engine.execute(job, meter(progress))
+
+
+def _check_hyperparams(optimizer, hyperparams, lanes) -> dict | None:
+  """The per-lane hyperparameters as ``(B,)`` float64 arrays (None for a shared optimizer)."""
+  if hyperparams is None:
+    if not isinstance(optimizer, optax.GradientTransformation):
+      raise ValueError("optimizer must be an optax.GradientTransformation shared by every lane, "
+                       "or a function of hyperparameters such as optax.adam with "
+                       "hyperparams={'learning_rate': lrs}; got "
+                       f"{type(optimizer).__name__} without hyperparams.")
+    return None
+  if isinstance(optimizer, optax.GradientTransformation) or not callable(optimizer):
+    raise ValueError("with hyperparams=, optimizer must be a function of them returning an optax "
+                     "optimizer (e.g. optax.adam, not optax.adam(1e-3)).")
+  if not isinstance(hyperparams, dict) or not hyperparams:
+    raise ValueError("hyperparams must be a non-empty dict name -> value or (B,) values, e.g. "
+                     f"{{'learning_rate': lrs}}; got {hyperparams!r}.")
+  out = {}
+  for name, value in hyperparams.items():
+    if isinstance(value, (str, bytes)):
+      raise ValueError(f"hyperparams[{name!r}] must be a number or one per lane; got {value!r}.")
+    out[name] = _per_lane(value, lanes, f"hyperparams[{name!r}]")
+  try:
+    inner = optimizer(**{name: float(v[0]) for name, v in out.items()})
+  except TypeError as err:
+    raise ValueError(f"optimizer({', '.join(out)}=...) failed: {err}. Give the keyword arguments "
+                     "the optimizer function takes (e.g. learning_rate for optax.adam).") from None
+  if not isinstance(inner, optax.GradientTransformation):
+    raise ValueError("optimizer(**hyperparams) must return an optax.GradientTransformation; got "
+                     f"{type(inner).__name__}.")
+  return out
+
+
+@functools.lru_cache(maxsize=64)
+def _injected(factory, names: tuple):
+  """One injected optimizer per (factory, hyperparameter names): the same object, so the same
+  compiled program, for every call with other values."""
+  return optax.inject_hyperparams(factory)(**{name: 0.0 for name in names})
+
+
+def _batch_train_job(weights, loss, loss_batched, optimizer, hyper, stop, sched, rec, batch_size,
+                     mesh, path) -> _engine.Job:
+  dtype = weights[0].dtype
+  if hyper is None:
+    transform = optimizer
+    # The state of each lane is the init of its own weights (e.g. L-BFGS stores them).
+    opt_state = jax.device_get(jax.vmap(optimizer.init)(tuple(jnp.asarray(w) for w in weights)))
+  else:
+    transform = _injected(optimizer, tuple(sorted(hyper)))
+
+    def init(ws, values):
+      state = transform.init(ws)
+      cast = {k: jnp.asarray(values[k], state.hyperparams[k].dtype) for k in hyper}
+      return state._replace(hyperparams={**state.hyperparams, **cast})
+    values = {k: jnp.asarray(v, dtype) for k, v in hyper.items()}
+    opt_state = jax.device_get(jax.vmap(init)(tuple(jnp.asarray(w) for w in weights), values))
+  arrays = {**_weight_arrays(weights), "stop_at_loss": np.asarray(stop, np.float64)}
+  arrays.update({f"hyper/{k}": v for k, v in (hyper or {}).items()})
+  return _engine.Job(
+      "batch_train", _engine.OptaxUpdate(transform), _lanes(weights, opt_state), loss,
+      np.asarray(stop, np.float64), sched, rec, batched=True, loss_batched=loss_batched,
+      batch_size=batch_size, mesh=mesh, checkpoint=path,
+      call=dict(loss_batched=loss_batched, batch_size=batch_size), arrays=arrays)
+
+
+def resume_batch_train(call, arrays, loss, sched, rec, path, optimizer=None,
+                       devices=None) -> _engine.Job:
+  """The job of a :func:`batch_train` checkpoint; ``optimizer`` is the run's own (not stored)."""
+  if optimizer is None:
+    raise ValueError("this checkpoint is of lt.batch_train, whose optimizer a checkpoint cannot "
+                     "store; pass the same one: lt.resume(path, optimizer=optax.adam).")
+  weights = _stored_batch(arrays)
+  hyper = {k[len("hyper/"):]: v for k, v in arrays.items() if k.startswith("hyper/")} or None
+  _check_hyperparams(optimizer, hyper, weights[0].shape[0])
+  mesh, batch_size = _resumed_mesh_and_batch(call, weights[0].shape[0], devices)
+  return _batch_train_job(weights, loss, call["loss_batched"], optimizer, hyper,
+                          arrays["stop_at_loss"], sched, rec, batch_size, mesh, path)
 
 
 def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float],
@@ -397,14 +430,15 @@ def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float]
   return weights, table["lr"].copy(), table
 
 
-def fastest(table: dict, trajectory: Trajectory, by="std") -> dict:
+def fastest(table: dict, trajectory, by="std") -> dict:
   r"""Per value of ``by`` (a column of ``table`` or a tuple of columns), the lane that stopped
   first: its coordinates and ``steps`` (its ``stopped_step``; ``-1`` and NaN coordinates where no
   lane of the group stopped).
 
   Args:
     table: the grid's coordinates, as returned by :func:`grid` (one entry per lane).
-    trajectory: the batched run's :class:`lintraj.Trajectory` (needs ``stopped_step``).
+    trajectory: the batched run's :class:`lintraj.Trajectory`, or its ``stopped_step`` array
+      (``-1``: never stopped).
     by: the grouping column(s).
 
   Returns:
@@ -412,10 +446,9 @@ def fastest(table: dict, trajectory: Trajectory, by="std") -> dict:
     plus ``steps``.
 
   Example:
-    >>> import types, numpy as np
+    >>> import numpy as np
     >>> table = {"std": np.array([1.0, 1.0, 2.0]), "lr": np.array([0.1, 0.2, 0.1])}
-    >>> traj = types.SimpleNamespace(stopped_step=np.array([50, 20, -1]))  # a batched run's result
-    >>> best = fastest(table, traj)
+    >>> best = fastest(table, np.array([50, 20, -1]))  # a batched run's stopped_step
     >>> best["std"].tolist(), best["lr"].tolist(), best["steps"].tolist()
     ([1.0, 2.0], [0.2, nan], [20, -1])
 
@@ -424,7 +457,7 @@ def fastest(table: dict, trajectory: Trajectory, by="std") -> dict:
     convergence of the best learning rate, per init scale).
   """
   by = (by,) if isinstance(by, str) else tuple(by)
-  stopped = np.asarray(trajectory.stopped_step)
+  stopped = np.asarray(getattr(trajectory, "stopped_step", trajectory))
   for name in by:
     if name not in table:
       raise ValueError(f"by names {name!r}, which is not a column of the table {sorted(table)}.")
@@ -467,6 +500,78 @@ def lane(trajectory: Trajectory, index: int) -> Trajectory:
       values[name] = None
     elif isinstance(value, tuple):
       values[name] = tuple(v[index] for v in value)
+    elif isinstance(value, dict):
+      values[name] = {k: v[index] for k, v in value.items()}
     else:
       values[name] = value[index]
   return Trajectory(**values)
+
+
+def fastest_iterations(init, dims, loss, *, stds, lrs, caps, threshold, seed=0, draws="common",
+                       progress=False):
+  r"""For each init scale, the fewest GD iterations any learning rate of a grid needs to reach
+  ``loss <= threshold``:
+
+  .. math::
+     T(s) = \min_{\eta \in \text{lrs}} \min\{t : L(W(t; s, \eta)) \le \text{threshold}\}.
+
+  The staged search of the learning rate: runs the grid ``stds x lrs`` (:func:`grid`) with
+  :func:`lintraj.batch_gradient_descent` in stages ending at ``caps``: after each stage a std with a
+  converged lane leaves the search (any later lane would be slower), diverged lanes are dropped, and
+  the other lanes continue from their weights (GD is a Markov chain: no step is repeated).
+
+  Args:
+    init: an init name of :func:`grid` or a function ``init(key, dims, std=...)``.
+    dims: ``(d_0, ..., d_N)``.
+    loss: the loss, shared by every lane.
+    stds: init scales; lrs: learning rates.
+    caps: increasing step counts at which the stages end; the last is the iteration cap.
+    threshold: the loss that counts as converged.
+    seed: the init seed.
+    draws: ``"common"`` (one draw per seed, rescaled for every std) or ``"independent"``
+      (:func:`grid`).
+    progress: show a progress bar per stage.
+
+  Returns:
+    ``(best, lane_steps)``: the :func:`fastest` table (``std``, ``lr``, ``seed``,
+    ``steps``; ``steps = -1`` where no learning rate converged within the last cap) with a
+    ``diverged`` column (how many learning rates diverged before the std left the search), and the GD
+    steps taken, summed over lanes.
+
+  Example:
+    >>> import jax.numpy as jnp, lintraj as lt
+    >>> loss = lt.losses.target(jnp.array([[1.0, 0.5]]))
+    >>> best, _ = lt.sweep.fastest_iterations("balanced", (2, 3, 1), loss, stds=[0.5],
+    ...                                       lrs=[0.05, 0.1], caps=[20, 1000], threshold=1.15e-4)
+    >>> best["lr"].tolist(), best["steps"].tolist()
+    ([0.1], [30])
+
+  References:
+    Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Section 5 and Figure 1 (iterations
+    to convergence of the best learning rate, per init scale).
+  """
+  weights, lr, table = grid(init, dims, std=stds, lr=lrs, seeds=[seed], draws=draws)
+  lanes = len(lr)
+  stopped, diverged = np.full(lanes, -1), np.zeros(lanes, bool)
+  active, done, lane_steps = np.ones(lanes, bool), 0, 0
+  weights = [np.array(w) for w in weights]
+  for cap in caps:
+    index = np.flatnonzero(active)
+    if index.size == 0:
+      break
+    steps = cap - done
+    traj = batch_gradient_descent(tuple(w[index] for w in weights), loss, lr=lr[index],
+                                  steps=steps, record_every=max(1, steps // 50),
+                                  stop_at_loss=threshold, progress=progress)
+    stop, div = np.asarray(traj.stopped_step), np.asarray(traj.diverged_step)
+    lane_steps += int(np.sum(np.where(stop >= 0, stop, np.where(div >= 0, div, steps))))
+    stopped[index[stop >= 0]] = done + stop[stop >= 0]
+    diverged[index[div >= 0]] = True
+    for w, final in zip(weights, traj.final):
+      w[index] = np.asarray(final)
+    converged_stds = set(table["std"][stopped >= 0].tolist())
+    active &= ~diverged & (stopped < 0) & ~np.isin(table["std"], list(converged_stds))
+    done = cap
+  best = fastest(table, stopped)
+  best["diverged"] = np.array([int(np.sum(diverged[table["std"] == s])) for s in best["std"]])
+  return best, lane_steps

@@ -25,11 +25,11 @@ import numpy as np
 import optax
 
 from lintraj import metrics
-from lintraj.dynamics import check_lr, train
+from lintraj.dynamics import train
 from lintraj.flow import odeint
 from lintraj.network import as_float_array, check_weights, end_to_end, layer_dims
-from lintraj.trajectory import Trajectory
-from lintraj.validation import check_int, check_positive
+from lintraj.recording import Trajectory
+from lintraj.validation import check_int, check_lr, check_positive
 
 __all__ = ["Theorem1", "theorem1", "iterations_bound", "Theorem1Check", "check_theorem1",
            "end_to_end_velocity", "end_to_end_flow", "mode_strength", "singular_value_velocity"]

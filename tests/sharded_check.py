@@ -56,16 +56,16 @@ def cases(devices=None) -> dict:
 
 
 def _main(path, used):
-  from lintraj import sweep
+  from lintraj import _engine
   spans = []
-  place = sweep.initial_state
+  place = _engine.initial_state
 
   def spying(*args, **kwargs):
     state = place(*args, **kwargs)
     spans.append(len(state.records["loss"].sharding.device_set))
     return state
 
-  sweep.initial_state = spying
+  _engine.initial_state = spying
   out = cases(jax.devices()[:used])
   out["devices/available"] = np.asarray(jax.device_count())
   out["devices/spanned"] = np.asarray(spans)

@@ -63,7 +63,7 @@ def test_killed_single_run_resumes_bit_for_bit(tmp_path):
   path = tmp_path / "single.npz"
   total = job.STEPS["single"] // job.RECORD_EVERY + 1
   _, call, _, _, state = _kill_after_checkpoint("single", path, lambda call, state: True)
-  written = _records_written(state)
+  written = _records_written(state, "current/")
   assert 0 < written < total, "the job must be killed mid-run, after a checkpoint"
   with jax.enable_x64(True):
     resumed = lt.resume(path)
@@ -92,7 +92,7 @@ def test_checkpoint_writes_are_atomic_and_resume_of_a_finished_run_recomputes_no
   traj = lt.gradient_descent(ws, loss, lr=0.1, steps=40, record_every=3, checkpoint=path, checkpoint_every=7)
   assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # no temporary files left
   _, call, _, _, state = io.read_checkpoint(path)
-  assert call["checkpoint_every"] == 7 and _records_written(state) == 40 // 3 + 1
+  assert call["checkpoint_every"] == 7 and _records_written(state, "current/") == 40 // 3 + 1
   _assert_identical(lt.resume(path), traj)
   plain = lt.gradient_descent(ws, loss, lr=0.1, steps=40, record_every=3)
   _assert_identical(plain, traj)
@@ -103,7 +103,7 @@ def test_checkpoints_land_on_record_boundaries(tmp_path, monkeypatch):
   written = []
   original = io.write_checkpoint
   monkeypatch.setattr(io, "write_checkpoint", lambda *a, **k: written.append(
-      int(k["state_arrays"][str(len(k["state_arrays"]) - 1)])) or original(*a, **k))
+      _records_written(k["state_arrays"], "current/")) or original(*a, **k))
   ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
   lt.gradient_descent(ws, lt.losses.target(jnp.ones((2, 3))), lr=0.05, steps=40, record_every=3,
                       checkpoint=tmp_path / "c.npz", checkpoint_every=7)
@@ -114,16 +114,33 @@ def _user_loss(w):
   return 0.5 * jnp.sum((w - 1.0) ** 2)
 
 
-def test_resume_needs_the_loss_when_it_is_a_user_function(tmp_path):
+def _closure_loss(shift):
+  """A loss whose data sit in a closure: a checkpoint can neither import nor compare them."""
+  return lambda w: 0.5 * jnp.sum((w - shift) ** 2)
+
+
+def test_user_loss_importable_by_name_needs_nothing_on_resume(tmp_path):
   path = tmp_path / "user.npz"
   ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
   loss = lt.losses.Loss(_user_loss, target=jnp.ones((2, 3)))
   traj = lt.gradient_descent(ws, loss, lr=0.1, steps=12, checkpoint=path, checkpoint_every=5)
-  with pytest.raises(ValueError, match="pass it"):
-    lt.resume(path)
+  _assert_identical(lt.resume(path), traj)
   with pytest.raises(ValueError, match="other data or target"):
     lt.resume(path, loss=lt.losses.Loss(_user_loss, target=jnp.zeros((2, 3))))
-  _assert_identical(lt.resume(path, loss=loss), traj)
+  with pytest.raises(ValueError, match="run with the loss function"):
+    lt.resume(path, loss=lt.losses.Loss(lt.metrics.balancedness, target=jnp.ones((2, 3))))
+
+
+def test_resume_needs_a_closure_loss_and_notices_another_one(tmp_path):
+  path = tmp_path / "closure.npz"
+  ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
+  traj = lt.gradient_descent(ws, _closure_loss(1.0), lr=0.1, steps=12, checkpoint=path,
+                             checkpoint_every=5)
+  with pytest.raises(ValueError, match="pass it"):
+    lt.resume(path)
+  with pytest.raises(ValueError, match="another loss"):  # same name, other data in the closure
+    lt.resume(path, loss=_closure_loss(0.5))
+  _assert_identical(lt.resume(path, loss=_closure_loss(1.0)), traj)
 
 
 def test_resume_refuses_float64_checkpoint_without_x64(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lintraj as lt
-from lintraj import dynamics
+from lintraj import _engine, recording
 from tests import numpy_reference as ref
 
 DIMS = [(5, 7, 4, 3), (6, 9, 5, 8, 1), (3, 3), (4, 6, 2), (2, 5, 6, 7, 3)]
@@ -51,7 +51,7 @@ def test_metrics_match_numpy_for_random_shapes(depth, data):
   with jax.enable_x64(True):
     ws, phi = _problem(dims, seed)
     expected = ref.metrics(ws, np.asarray(phi))
-    rec = lt.trajectory.record(ws, lt.losses.target(phi)(lt.end_to_end(ws)),
+    rec = recording.record(ws, lt.losses.target(phi)(lt.end_to_end(ws)),
                                jax.grad(lambda v: lt.losses.target(phi)(lt.end_to_end(v)))(ws), phi)
     for name in ("loss", "balancedness", "deficiency_margin", "grad_norm", "end_to_end_singular_values"):
       np.testing.assert_allclose(rec[name], expected[name], rtol=1e-11, atol=1e-13, err_msg=name)
@@ -59,7 +59,7 @@ def test_metrics_match_numpy_for_random_shapes(depth, data):
       np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
 
 
-@pytest.mark.parametrize("steps,record_every", [(0, 1), (10, 1), (10, 3), (10, 10), (10, 25), (12, 4)])
+@pytest.mark.parametrize("steps,record_every", [(0, 1), (0, 5), (10, 1), (10, 3), (10, 10), (12, 4)])
 def test_record_every_semantics(x64, steps, record_every):
   """Records at steps 0, k, 2k, ..., T = steps // k + 1; final is after all steps."""
   ws, phi = _problem((3, 4, 2))
@@ -72,6 +72,15 @@ def test_record_every_semantics(x64, steps, record_every):
   for a, b in zip(traj.final, every.final):
     np.testing.assert_allclose(a, b, rtol=1e-13)
   assert traj.layer_singular_values[1].shape == (steps // record_every + 1, 2)
+
+
+def test_record_every_larger_than_steps_is_refused():
+  """It would record step 0 only (a converged run whose summary showed its initial loss)."""
+  ws, phi = _problem((3, 4, 2))
+  for run in (lambda **k: lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, **k),
+              lambda **k: lt.train(ws, lt.losses.target(phi), optax.sgd(0.1), **k)):
+    with pytest.raises(ValueError, match="record_every=1000 is larger than steps=100"):
+      run(steps=100, record_every=1000)
 
 
 def test_float32_by_default_and_close_to_float64():
@@ -90,15 +99,15 @@ def test_no_recompile_for_new_target_data_or_lr():
   ws, phi = _problem((4, 6, 3))
   kwargs = dict(steps=7, record_every=2)
   lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, **kwargs)
-  before = dynamics._gradient_descent_run._cache_size()
+  before = _engine._segment._cache_size()
   lt.gradient_descent(ws, lt.losses.target(2 * phi), lr=0.05, **kwargs)
   lt.gradient_descent(tuple(w + 1 for w in ws), lt.losses.target(-phi), lr=0.3, **kwargs)
-  assert dynamics._gradient_descent_run._cache_size() == before
+  assert _engine._segment._cache_size() == before
   x = jax.random.normal(jax.random.PRNGKey(3), (20, 4))
   lt.gradient_descent(ws, lt.losses.regression(x, x[:, :3]), lr=0.1, **kwargs)
-  after_regression = dynamics._gradient_descent_run._cache_size()
+  after_regression = _engine._segment._cache_size()
   lt.gradient_descent(ws, lt.losses.regression(2 * x, x[:, 1:]), lr=0.2, **kwargs)
-  assert dynamics._gradient_descent_run._cache_size() == after_regression
+  assert _engine._segment._cache_size() == after_regression
 
 
 def test_train_with_sgd_equals_gradient_descent(x64):
@@ -169,10 +178,10 @@ def _valid():
 def test_bad_input_raises_before_tracing(change, match):
   ws, loss = _valid()
   kwargs = dict(weights=ws, loss=loss, lr=0.1, steps=5, record_every=1) | change
-  before = dynamics._gradient_descent_run._cache_size()
+  before = _engine._segment._cache_size()
   with pytest.raises(ValueError, match=match):
     lt.gradient_descent(kwargs.pop("weights"), kwargs.pop("loss"), **kwargs)
-  assert dynamics._gradient_descent_run._cache_size() == before
+  assert _engine._segment._cache_size() == before
 
 
 def test_train_rejects_non_optax_optimizer():
@@ -197,6 +206,6 @@ def test_another_p_of_lp_regression_does_not_recompile():
   y = x @ jnp.array([1.0, -0.5, 0.2])
   ws = lt.init.balanced(jax.random.PRNGKey(1), (3, 4, 1), std=0.3)
   lt.gradient_descent(ws, lt.losses.lp_regression(x, y, 3), lr=0.01, steps=5)
-  compiled = dynamics._gradient_descent_run._cache_size()
+  compiled = _engine._segment._cache_size()
   lt.gradient_descent(ws, lt.losses.lp_regression(x, y, 4), lr=0.01, steps=5)
-  assert dynamics._gradient_descent_run._cache_size() == compiled
+  assert _engine._segment._cache_size() == compiled

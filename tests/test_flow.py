@@ -115,10 +115,10 @@ def test_max_steps_exhausted_warns_and_masks(x64):
 def test_no_recompilation_for_new_time_tolerances_or_target(x64):
   ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
   lt.gradient_flow(ws, lt.losses.target(jnp.ones((2, 3))), time=1.0, n_records=5)
-  size = flow._gradient_flow_run._cache_size()
+  size = flow._flow_segment._cache_size()
   lt.gradient_flow(ws, lt.losses.target(2 * jnp.ones((2, 3))), time=3.0, n_records=5, rtol=1e-6,
                    atol=1e-9)
-  assert flow._gradient_flow_run._cache_size() == size
+  assert flow._flow_segment._cache_size() == size
 
 
 @pytest.mark.parametrize("kwargs, match", [

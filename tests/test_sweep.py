@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lintraj as lt
-from lintraj import dynamics
+from lintraj import _engine, _runtime, recording
 from tests import numpy_reference as ref
 from tests import sharded_check
 
@@ -110,9 +110,9 @@ def test_chunks_equal_separate_runs_bit_for_bit_and_unchunked_to_rounding(x64):
   lrs = np.geomspace(0.01, 0.4, 10)
   kwargs = dict(steps=30, record_every=4, stop_at_loss=1e-3)
   loss = lt.losses.target(phi)
-  before = dynamics._gradient_descent_run._cache_size()
+  before = _engine._segment._cache_size()
   chunked = lt.batch_gradient_descent(ws, loss, lr=lrs, batch_size=4, **kwargs)
-  assert dynamics._gradient_descent_run._cache_size() == before + 1  # three chunks, one program
+  assert _engine._segment._cache_size() == before + 1  # three chunks, one program
   parts = [lt.batch_gradient_descent(tuple(w[lo:hi] for w in ws), loss, lr=lrs[lo:hi], batch_size=4, **kwargs)
            for lo, hi in ((0, 4), (4, 8), (8, 10))]
   joined = {k: np.concatenate([_leaves(p)[k] for p in parts]) for k in _leaves(chunked)}
@@ -128,32 +128,33 @@ def test_no_recompile_for_new_targets_lrs_or_thresholds():
   ws, phi = _problem((4, 3, 2), lanes=6)
   kwargs = dict(steps=9, record_every=3)
   lt.batch_gradient_descent(ws, lt.losses.target(phi), lr=0.1, stop_at_loss=1e-3, **kwargs)
-  before = dynamics._gradient_descent_run._cache_size()
+  before = _engine._segment._cache_size()
   lt.batch_gradient_descent(tuple(2 * w for w in ws), lt.losses.target(-phi), lr=np.linspace(0.01, 0.1, 6),
                             stop_at_loss=0.5, **kwargs)
   lt.batch_gradient_descent(ws, lt.losses.target(phi / 2), lr=0.3, **kwargs)
-  assert dynamics._gradient_descent_run._cache_size() == before
+  assert _engine._segment._cache_size() == before
 
 
 def test_memory_estimate_refuses_before_compiling(monkeypatch):
   ws, phi = _problem((4, 3, 2), lanes=64)
   loss = lt.losses.target(phi)
-  per_lane = dynamics.record_bytes(tuple(jnp.asarray(w[0], jnp.float32) for w in ws), loss, 40, 4)
+  per_lane = recording.record_bytes(tuple(jnp.asarray(w[0], jnp.float32) for w in ws), loss,
+                                    recording.Schedule(40, 4))
   traj = lt.batch_gradient_descent(ws, loss, lr=0.1, steps=40, record_every=4)
   recorded = sum(x.nbytes for name in ("loss", "balancedness", "deficiency_margin", "grad_norm",
                                        "layer_singular_values", "end_to_end_singular_values")
                  for x in jax.tree_util.tree_leaves(getattr(traj, name)))
   assert per_lane * 64 == recorded
-  before = dynamics._gradient_descent_run._cache_size()
+  before = _engine._segment._cache_size()
   with pytest.raises(ValueError, match=r"GiB.*record_every.*batch_size"):
     lt.batch_gradient_descent(ws, loss, lr=0.1, steps=2**31 - 1, record_every=1)
   with pytest.raises(ValueError, match="GiB"):
     lt.gradient_descent(tuple(w[0] for w in ws), loss, lr=0.1, steps=2**31 - 1)
-  monkeypatch.setattr(dynamics, "_available_bytes", lambda device: (10 * per_lane, "test memory"))
+  monkeypatch.setattr(_runtime, "available_bytes", lambda device: (10 * per_lane, "test memory"))
   with pytest.raises(ValueError, match="test memory"):  # 64 lanes on the host do not fit ...
     lt.batch_gradient_descent(ws, loss, lr=0.1, steps=40, record_every=4, batch_size=1)
   lt.batch_gradient_descent(tuple(w[:3] for w in ws), loss, lr=0.1, steps=40, record_every=4, batch_size=1)
-  assert dynamics._gradient_descent_run._cache_size() == before + 1  # ... only the run that fits compiled
+  assert _engine._segment._cache_size() == before + 1  # ... only the run that fits compiled
 
 
 def test_grid_lays_out_std_lr_seed_and_shares_inits():
@@ -217,10 +218,10 @@ def test_lane_extracts_single_run_types():
 def test_bad_input_raises_before_tracing(change, match):
   kwargs = dict(weights=(np.ones((2, 4, 3)), np.ones((2, 2, 4))), loss=lt.losses.target(np.ones((2, 3))),
                 lr=0.1, steps=5) | change
-  before = dynamics._gradient_descent_run._cache_size()
+  before = _engine._segment._cache_size()
   with pytest.raises(ValueError, match=match):
     lt.batch_gradient_descent(kwargs.pop("weights"), kwargs.pop("loss"), **kwargs)
-  assert dynamics._gradient_descent_run._cache_size() == before
+  assert _engine._segment._cache_size() == before
 
 
 def test_sharded_over_four_devices_equals_one_device(tmp_path):

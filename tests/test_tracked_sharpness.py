@@ -12,7 +12,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import lintraj as lt
-from lintraj import dynamics, singular_values
+from lintraj import _engine, singular_values
 
 PHI = [[2.0, 0.5, -1.0]]
 
@@ -136,12 +136,12 @@ def test_exact_singular_values_equal_batched(x64):
 ])
 def test_bad_tracking_raises_before_tracing(kwargs, needle):
   weights, loss = _weights(), lt.losses.target(jnp.asarray(PHI))
-  compiled = dynamics._gradient_descent_run._cache_size()
+  compiled = _engine._segment._cache_size()
   for run in (lambda: lt.gradient_descent(weights, loss, lr=0.1, steps=5, **kwargs),
               lambda: lt.train(weights, loss, optax.sgd(0.1), steps=5, **kwargs)):
     with pytest.raises(ValueError, match=needle):
       run()
-  assert dynamics._gradient_descent_run._cache_size() == compiled
+  assert _engine._segment._cache_size() == compiled
 
 
 def test_runs_hold_lapack_to_one_thread_and_restore_it():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lintraj as lt
-from lintraj import metrics, trajectory
+from lintraj import metrics, recording
 from lintraj.singular_values import METHODS, singular_values
 
 SEGMENTS, RECORD_EVERY = 12, 25  # 300 steps, every record checked
@@ -95,7 +95,7 @@ def test_batched_equals_exact_under_jit_and_vmap():
 @pytest.mark.parametrize("method", METHODS)
 def test_record_and_metrics_take_the_method(method):
   ws = lt.init.gaussian(jax.random.PRNGKey(4), (3, 5, 5, 2), std=0.7)
-  rec = trajectory.record(ws, jnp.array(1.0), ws, None, singular_values=method)
+  rec = recording.record(ws, jnp.array(1.0), ws, None, singular_values=method)
   layers = metrics.layer_singular_values(ws, method)
   e2e = metrics.end_to_end_singular_values(ws, method)
   for r, m, w in zip(rec["layer_singular_values"], layers, ws):

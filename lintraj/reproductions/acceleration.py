@@ -32,7 +32,7 @@ import numpy as np
 from lintraj import init, losses, theory
 from lintraj.dynamics import gradient_descent
 from lintraj.reproductions.output import pyplot, write_outputs
-from lintraj.reproductions.search import fastest_iterations
+from lintraj.sweep import fastest_iterations
 
 __all__ = ["run", "protocol", "regression_data", "lp_minimum"]
 

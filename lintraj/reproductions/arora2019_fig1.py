@@ -45,7 +45,7 @@ import numpy as np
 from lintraj import losses, sweep
 from lintraj.dynamics import gradient_descent
 from lintraj.reproductions.output import cap_marker, pyplot, write_outputs
-from lintraj.reproductions.search import fastest_iterations
+from lintraj.sweep import fastest_iterations
 from lintraj.whitening import whiten
 
 __all__ = ["run", "protocol", "read_csv", "target"]
