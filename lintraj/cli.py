@@ -127,7 +127,8 @@ def _run(args, weights, loss):
   if traj.sharpness is not None:
     tracked = np.asarray(traj.sharpness)[~np.isnan(np.asarray(traj.sharpness))]
     summary.update(sharpness_final=float(tracked[-1]) if tracked.size else None,
-                   sharpness_max=float(tracked.max()) if tracked.size else None, two_over_lr=2 / args.lr)
+                   sharpness_max=float(tracked.max()) if tracked.size else None,
+                   two_over_lr=2 / args.lr)
   with open(os.path.join(args.out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   from lintraj.plotting import plot_sharpness, plot_trajectory
@@ -158,7 +159,7 @@ def _check_reproduce(args):
   entry = reproductions.check_options(args.name, options)
   if args.data is not None and not os.path.isfile(args.data):
     raise ValueError(f"--data {args.data}: no such file.")
-  if "progress" in entry.options:  # progress bars when tqdm is installed (pip install 'lintraj[progress]')
+  if "progress" in entry.options:  # bars when tqdm is installed (pip install 'lintraj[progress]')
     options["progress"] = not args.no_progress and importlib.util.find_spec("tqdm") is not None
   return (options,)
 

@@ -31,7 +31,8 @@ def _write_npz(path, arrays: dict, header: dict) -> str:
   try:
     meta_json = json.dumps(dict(header, versions=_versions()))
   except TypeError as err:
-    raise ValueError(f"metadata must be JSON-serialisable (numbers, strings, lists, dicts): {err}") from None
+    raise ValueError("metadata must be JSON-serialisable (numbers, strings, lists, dicts) or "
+                     f"arrays: {err}") from None
   arrays = dict(arrays, **{_METADATA_KEY: np.frombuffer(meta_json.encode(), dtype=np.uint8)})
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)

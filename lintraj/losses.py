@@ -122,7 +122,8 @@ def check_loss(loss, dims_or_weights) -> Loss:
                      f"a {shape} end-to-end matrix, e.g. with jnp.sum.")
   if not jnp.issubdtype(out.dtype, jnp.floating):
     raise ValueError(f"the loss must return a real scalar; got dtype {out.dtype}. Return a real "
-                     "floating value (gradient descent needs one), e.g. jnp.abs(z) ** 2 for complex z.")
+                     "floating value (gradient descent needs one), e.g. jnp.abs(z) ** 2 for a "
+                     "complex z.")
   return loss
 
 

@@ -74,8 +74,8 @@ def end_to_end_deficiency_margin(w, target) -> jnp.ndarray:
   """
   target = jnp.asarray(target)
   if target.shape != w.shape or target.ndim != 2:
-    raise ValueError(f"target has shape {target.shape}; it must be the (d_N, d_0) = {w.shape} shape "
-                     "of the end-to-end matrix W_N ... W_1.")
+    raise ValueError(f"target has shape {target.shape}; it must be the (d_N, d_0) = {w.shape} "
+                     "shape of the end-to-end matrix W_N ... W_1.")
   return jnp.linalg.svd(target, compute_uv=False)[-1] - jnp.linalg.norm(w - target)
 
 
