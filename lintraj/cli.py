@@ -23,22 +23,28 @@ def _dims(text):
 def _parser():
   parser = argparse.ArgumentParser(prog="lintraj", description="Trajectories of deep linear networks.")
   commands = parser.add_subparsers(dest="command", required=True)
-  run = commands.add_parser("run", help="train one network by gradient descent and write its trajectory and figure")
-  run.add_argument("--dims", type=_dims, default=(128, 32, 32, 1), help="d_0,d_1,...,d_N (default 128,32,32,1)")
-  run.add_argument("--init", choices=("balanced", "gaussian", "orthogonal", "residual"), default="balanced")
-  run.add_argument("--std", type=float, default=1e-3, help="init std (balanced, gaussian) or scale (orthogonal)")
-  run.add_argument("--lr", type=float, default=1e-2)
-  run.add_argument("--steps", type=int, default=20_000)
-  run.add_argument("--record-every", type=int, default=10)
-  run.add_argument("--seed", type=int, default=0)
+  run = commands.add_parser(
+      "run", help="train one network by gradient descent and write its trajectory and figure",
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  run.add_argument("--dims", type=_dims, default="128,32,32,1", help="d_0,d_1,...,d_N")
+  run.add_argument("--init", choices=("balanced", "gaussian", "orthogonal", "residual"),
+                   default="balanced", help="initialization (lintraj.init)")
+  run.add_argument("--std", type=float, default=1e-3,
+                   help="init std (balanced, gaussian) or scale (orthogonal)")
+  run.add_argument("--lr", type=float, default=1e-2, help="learning rate")
+  run.add_argument("--steps", type=int, default=20_000, help="gradient descent steps")
+  run.add_argument("--record-every", type=int, default=10,
+                   help="record every K-th step (at most --steps)")
+  run.add_argument("--seed", type=int, default=0, help="seed of the target and the init")
   target = run.add_mutually_exclusive_group()
-  target.add_argument("--target-norm", type=float, default=1.0, help="random target Phi with this Frobenius norm")
+  target.add_argument("--target-norm", type=float, default=1.0,
+                      help="random target Phi with this Frobenius norm")
   target.add_argument("--target", help="a .npy file holding the (d_N, d_0) target Phi")
   run.add_argument("--sharpness-every", type=int, default=0, metavar="K",
-                   help="also record the sharpness (top Hessian eigenvalue) at every K-th record and plot it "
-                        "against 2/lr in sharpness.png (default 0: not recorded)")
+                   help="also record the sharpness (top Hessian eigenvalue) at every K-th record "
+                        "and plot it against 2/lr in sharpness.png (0: not recorded)")
   run.add_argument("--x64", action="store_true", help="run in float64")
-  run.add_argument("--out", default="out/run", help="output folder (default out/run)")
+  run.add_argument("--out", default="out/run", help="output folder")
   run.add_argument("--no-progress", action="store_true", help="no progress bar")
   reproduce = commands.add_parser(
       "reproduce", help="reproduce a paper's figure: write NAME.png (and .pdf), NAME.json and tables as CSV",
@@ -58,46 +64,71 @@ def _parser():
   return parser
 
 
-def _run(args):
+def _check_run(args):
+  """``(weights, loss)`` of ``lintraj run``, or ValueError for bad flags (before anything runs)."""
   import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  import lintraj as lt
+  from lintraj.validation import check_int, check_positive
+
+  check_positive("--lr", args.lr)
+  check_positive("--target-norm", args.target_norm)
+  steps = check_int("--steps", args.steps, 1)
+  check_int("--record-every", args.record_every, 1)
+  if args.record_every > steps:
+    raise ValueError(f"--record-every {args.record_every} is larger than --steps {steps}: only "
+                     "step 0 would be recorded. Use --record-every <= --steps.")
+  check_int("--sharpness-every", args.sharpness_every, 0)
+  key_target, key_init = jax.random.split(jax.random.PRNGKey(args.seed))
+  d0, dn = args.dims[0], args.dims[-1]
+  if args.target:
+    try:
+      phi = np.load(args.target, allow_pickle=False)
+    except (OSError, ValueError) as err:
+      raise ValueError(f"--target {args.target}: not a readable .npy file ({err}).") from None
+    if phi.shape != (dn, d0):
+      raise ValueError(f"--target {args.target} has shape {phi.shape}; with --dims "
+                       f"{','.join(map(str, args.dims))} it must be (d_N, d_0) = {(dn, d0)}.")
+  else:
+    phi = jax.random.normal(key_target, (dn, d0))
+    phi = phi * (args.target_norm / jnp.linalg.norm(phi))
+  loss = lt.losses.target(phi)
+  weights = lt.init.by_name(args.init)(key_init, args.dims, args.std)
+  return weights, loss
+
+
+def _run(args, weights, loss):
   import numpy as np
 
   import lintraj as lt
 
-  key_target, key_init = jax.random.split(jax.random.PRNGKey(args.seed))
-  d0, dn = args.dims[0], args.dims[-1]
-  if args.target:
-    phi = np.load(args.target, allow_pickle=False)
-  else:
-    phi = np.asarray(jax.random.normal(key_target, (dn, d0)), np.float64)
-    phi *= args.target_norm / np.linalg.norm(phi)
-  init = {"balanced": lambda: lt.init.balanced(key_init, args.dims, std=args.std),
-          "gaussian": lambda: lt.init.gaussian(key_init, args.dims, std=args.std),
-          "orthogonal": lambda: lt.init.orthogonal(key_init, args.dims, scale=args.std),
-          "residual": lambda: lt.init.residual(args.dims)}[args.init]
-  weights = init()
   start = time.perf_counter()
   progress = not args.no_progress and importlib.util.find_spec("tqdm") is not None
-  if args.sharpness_every < 0:
-    raise ValueError(f"--sharpness-every must be a number of records >= 1, or 0 for none; got {args.sharpness_every}.")
-  track = dict(track=("sharpness",), track_every=args.sharpness_every) if args.sharpness_every else {}
-  traj = lt.gradient_descent(weights, lt.losses.target(phi), lr=args.lr, steps=args.steps,
+  track = (dict(track=("sharpness",), track_every=args.sharpness_every) if args.sharpness_every
+           else {})
+  traj = lt.gradient_descent(weights, loss, lr=args.lr, steps=args.steps,
                              record_every=args.record_every, progress=progress, **track)
   seconds = time.perf_counter() - start
   os.makedirs(args.out, exist_ok=True)
   metadata = dict(dims=list(args.dims), init=args.init, std=args.std, lr=args.lr, seed=args.seed,
                   steps=args.steps, record_every=args.record_every, x64=args.x64)
   lt.save(os.path.join(args.out, "trajectory.npz"), traj, **metadata)
-  summary = dict(metadata, seconds=round(seconds, 3), steps_per_second=round(args.steps / seconds, 1),
-                 loss_initial=float(traj.loss[0]), loss_final=float(traj.loss[-1]),
-                 balancedness_max=float(np.nanmax(traj.balancedness)),
+  final = tuple(traj.final)  # the weights after the last step, recorded or not
+  balancedness = np.append(np.asarray(traj.balancedness), lt.metrics.balancedness(final))
+  summary = dict(metadata, seconds=round(seconds, 3),
+                 steps_per_second=round(args.steps / seconds, 1), loss_initial=float(traj.loss[0]),
+                 loss_final=float(loss(lt.end_to_end(final))),
+                 balancedness_max=float(np.nanmax(balancedness)),
                  deficiency_margin_initial=float(traj.deficiency_margin[0]),
-                 deficiency_margin_final=float(traj.deficiency_margin[-1]),
+                 deficiency_margin_final=float(lt.metrics.deficiency_margin(final, loss.target)),
                  diverged_step=traj.diverged_step)
   if traj.sharpness is not None:
     tracked = np.asarray(traj.sharpness)[~np.isnan(np.asarray(traj.sharpness))]
     summary.update(sharpness_final=float(tracked[-1]) if tracked.size else None,
-                   sharpness_max=float(tracked.max()) if tracked.size else None, two_over_lr=2 / args.lr)
+                   sharpness_max=float(tracked.max()) if tracked.size else None,
+                   two_over_lr=2 / args.lr)
   with open(os.path.join(args.out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   from lintraj.plotting import plot_sharpness, plot_trajectory
@@ -114,21 +145,32 @@ def _run(args):
   print(f"wrote {args.out}/trajectory.npz, summary.json, {figures}")
 
 
-def _reproduce(args):
+def _check_reproduce(args):
+  """``(options,)`` of ``lintraj reproduce``, or ValueError for bad flags (before anything runs)."""
+  from lintraj import reproductions
+
+  if args.list:
+    return (None,)
+  if args.name is None:
+    raise ValueError("name the reproduction to run, e.g. lintraj reproduce arora2019-fig1 "
+                     "(lintraj reproduce --list lists them).")
+  asked = dict(pdf=args.pdf or None, seed=args.seed, full=args.full or None, data=args.data)
+  options = {k: v for k, v in asked.items() if v is not None}
+  entry = reproductions.check_options(args.name, options)
+  if args.data is not None and not os.path.isfile(args.data):
+    raise ValueError(f"--data {args.data}: no such file.")
+  if "progress" in entry.options:  # bars when tqdm is installed (pip install 'lintraj[progress]')
+    options["progress"] = not args.no_progress and importlib.util.find_spec("tqdm") is not None
+  return (options,)
+
+
+def _reproduce(args, options):
   from lintraj import reproductions
 
   if args.list:
     for name in reproductions.names():
       print(f"{name:>26}  {reproductions.describe(name).summary}")
     return
-  if args.name is None:
-    raise ValueError("name the reproduction to run, e.g. lintraj reproduce arora2019-fig1 "
-                     "(lintraj reproduce --list lists them).")
-  entry = reproductions.describe(args.name)
-  asked = dict(pdf=args.pdf or None, seed=args.seed, full=args.full or None, data=args.data)
-  options = {k: v for k, v in asked.items() if v is not None}
-  if "progress" in entry.options:  # progress bars when tqdm is installed (pip install 'lintraj[progress]')
-    options["progress"] = not args.no_progress and importlib.util.find_spec("tqdm") is not None
   start = time.perf_counter()
   results = reproductions.run(args.name, quick=args.quick, out_dir=args.out, **options)
   print(f"{args.name}: finished in {time.perf_counter() - start:.1f} s")
@@ -137,15 +179,22 @@ def _reproduce(args):
 
 
 def main(argv=None) -> int:
-  """Entry point of the ``lintraj`` console script."""
+  """Entry point of the ``lintraj`` console script.
+
+  Bad flags (a ValueError while the inputs are checked, before anything runs) print one line and
+  return 2; an error while running is a bug and raises with its traceback.
+  """
   args = _parser().parse_args(argv)
   import jax
+  commands = {"run": (_check_run, _run), "reproduce": (_check_reproduce, _reproduce)}
+  check, run = commands[args.command]
   with jax.enable_x64(getattr(args, "x64", False)):
     try:
-      {"run": _run, "reproduce": _reproduce}[args.command](args)
+      inputs = check(args)
     except ValueError as err:
       print(f"lintraj: error: {err}", file=sys.stderr)
       return 2
+    run(args, *inputs)
   return 0
 
 

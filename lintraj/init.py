@@ -14,7 +14,7 @@ import numpy as np
 
 from lintraj.network import as_float_array, default_float_dtype
 
-__all__ = ["balanced", "gaussian", "residual", "orthogonal"]
+__all__ = ["balanced", "gaussian", "residual", "orthogonal", "by_name"]
 
 
 def _check_dims(dims: Sequence[int]) -> tuple[int, ...]:
@@ -36,6 +36,19 @@ def _check_std(std) -> float:
   if not np.isfinite(std) or std < 0:
     raise ValueError(f"std must be a finite number >= 0; got {std}.")
   return std
+
+
+def _check_key(key):
+  """``key`` if it is a PRNG key (a typed key of ``jax.random.key`` or a legacy uint32 array of
+  ``jax.random.PRNGKey``), else ValueError."""
+  dtype = getattr(key, "dtype", None)
+  if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and np.ndim(key) == 0:
+    return key
+  if dtype == jnp.uint32 and np.shape(key) == (2,):
+    return key
+  got = f"an array of shape {np.shape(key)} and dtype {dtype}" if dtype is not None else repr(key)
+  raise ValueError(f"key must be one PRNG key, e.g. jax.random.PRNGKey(0) or jax.random.key(0); "
+                   f"got {got}. Split a key per call with jax.random.split.")
 
 
 def _dtype(dtype):
@@ -90,7 +103,7 @@ def balanced(key, dims: Sequence[int], *, std: float | None = None, end_to_end=N
     std = _check_std(std)
     if key is None:
       raise ValueError("balanced(std=...) needs a PRNG key, e.g. jax.random.PRNGKey(0).")
-    a = std * jax.random.normal(key, (dims[-1], dims[0]), _dtype(dtype))
+    a = std * jax.random.normal(_check_key(key), (dims[-1], dims[0]), _dtype(dtype))
   else:
     a = as_float_array(end_to_end, "end_to_end", dtype)
     if a.shape != (dims[-1], dims[0]):
@@ -132,7 +145,7 @@ def gaussian(key, dims: Sequence[int], *, std: float, dtype=None) -> tuple:
     Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Figure 1(a) and Appendix B.
   """
   dims, std = _check_dims(dims), _check_std(std)
-  keys = jax.random.split(key, len(dims) - 1)
+  keys = jax.random.split(_check_key(key), len(dims) - 1)
   return tuple(std * jax.random.normal(k, (dims[j + 1], dims[j]), _dtype(dtype)) for j, k in enumerate(keys))
 
 
@@ -174,5 +187,31 @@ def orthogonal(key, dims: Sequence[int], *, scale: float = 1.0, dtype=None) -> t
   if not np.isfinite(scale):
     raise ValueError(f"scale must be finite; got {scale}.")
   init = jax.nn.initializers.orthogonal(scale)
-  keys = jax.random.split(key, len(dims) - 1)
+  keys = jax.random.split(_check_key(key), len(dims) - 1)
   return tuple(init(k, (dims[j + 1], dims[j]), _dtype(dtype)) for j, k in enumerate(keys))
+
+
+_BY_NAME = {
+    "balanced": lambda key, dims, std, dtype=None: balanced(key, dims, std=std, dtype=dtype),
+    "gaussian": lambda key, dims, std, dtype=None: gaussian(key, dims, std=std, dtype=dtype),
+    "orthogonal": lambda key, dims, std, dtype=None: orthogonal(key, dims, scale=std, dtype=dtype),
+    "residual": lambda key, dims, std, dtype=None: residual(dims, dtype=dtype),
+}
+
+
+def by_name(name: str):
+  """The initializer called ``name``, as a function ``init(key, dims, std, dtype=None) -> weights``.
+
+  ``std`` is the std of :func:`balanced` and :func:`gaussian` and the ``scale`` of
+  :func:`orthogonal`; :func:`residual` ignores ``key`` and ``std``. The names are ``balanced``,
+  ``gaussian``, ``orthogonal`` and ``residual``.
+
+  Example:
+    >>> import jax, lintraj as lt
+    >>> ws = lt.init.by_name("orthogonal")(jax.random.PRNGKey(0), (3, 3), 2.0)
+    >>> round(float(ws[0][0] @ ws[0][0]), 4)   # a row of 2 Q: squared norm 4
+    4.0
+  """
+  if not isinstance(name, str) or name not in _BY_NAME:
+    raise ValueError(f"unknown init {name!r}; choose one of {', '.join(_BY_NAME)}.")
+  return _BY_NAME[name]

@@ -34,12 +34,16 @@ def _write_npz(path, arrays: dict, header: dict) -> str:
   try:
     meta_json = json.dumps(dict(header, versions=_versions()))
   except TypeError as err:
-    raise ValueError(f"metadata must be JSON-serialisable (numbers, strings, lists, dicts): {err}") from None
+    raise ValueError("metadata must be JSON-serialisable (numbers, strings, lists, dicts) or "
+                     f"arrays: {err}") from None
   arrays = dict(arrays, **{_METADATA_KEY: np.frombuffer(meta_json.encode(), dtype=np.uint8)})
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+  umask = os.umask(0)
+  os.umask(umask)
   try:
+    os.chmod(tmp, 0o666 & ~umask)  # as open() would make it (mkstemp makes files 0600)
     with os.fdopen(fd, "wb") as f:
       np.savez(f, **arrays)
     os.replace(tmp, path)
@@ -67,12 +71,47 @@ def _read_npz(path, what: str):
   return arrays, header
 
 
+def _metadata_arrays(value, path: list, arrays: dict):
+  """``value`` for JSON: its NumPy/JAX arrays moved into ``arrays`` (``path`` to each under its
+  key ``metadata/i``, the JSON holding None there), NumPy scalars as Python numbers."""
+  if isinstance(value, dict):
+    return {k: _metadata_arrays(v, path + [k], arrays) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_metadata_arrays(v, path + [i], arrays) for i, v in enumerate(value)]
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, (np.ndarray, jax.Array)):
+    value = np.asarray(value)
+    if value.dtype.hasobject:
+      raise ValueError(f"metadata {'/'.join(map(str, path))} is an object array, which needs "
+                       "pickle; pass numbers, strings or arrays of numbers.")
+    arrays[f"metadata/{len(arrays)}"] = (path, value)
+    return None
+  return value
+
+
+def _restore_metadata_arrays(metadata: dict, paths: dict, arrays: dict) -> dict:
+  """``metadata`` with the arrays :func:`save` stored under ``paths`` put back in place."""
+  for key, path in paths.items():
+    *parents, last = path
+    node = metadata
+    for part in parents:
+      node = node[part]
+    node[last] = arrays[key]
+  return metadata
+
+
 def save(path, trajectory: Trajectory, **metadata) -> str:
-  r"""Write a trajectory (single or batched) and JSON-serialisable metadata to ``path`` (.npz).
+  r"""Write a trajectory (single or batched) and metadata to ``path`` (.npz).
 
   Arrays keep their dtype and values bit for bit; tuple fields are stored entry by entry. The
-  file is written to a temporary name and renamed, so a crash never leaves a half-written file.
-  Versions of lintraj, jax and numpy are added to the metadata.
+  metadata are JSON-serialisable values (numbers, strings, lists, dicts), NumPy or JAX arrays
+  (stored as arrays: :func:`load` gives back NumPy arrays of the same dtype and values, e.g. the
+  ``table`` of :func:`lintraj.sweep.grid`) and NumPy scalars (given back as Python numbers);
+  tuples come back as lists, and no value goes through pickle. The file is written to a temporary
+  name and renamed, so a crash never leaves a half-written file; it gets the permissions a new
+  file gets (``0o666`` less the umask). Versions of lintraj, jax and numpy are added to the
+  metadata.
 
   Example:
     >>> import jax, jax.numpy as jnp, lintraj as lt, tempfile, os
@@ -82,6 +121,9 @@ def save(path, trajectory: Trajectory, **metadata) -> str:
     >>> loaded, meta = lt.load(path)
     >>> bool((loaded.loss == traj.loss).all()), meta["lr"]
     (True, 0.1)
+    >>> meta = lt.load(lt.save(path, traj, table={"lr": jnp.array([0.1, 0.2])}))[1]
+    >>> meta["table"]["lr"].dtype
+    dtype('float32')
   """
   arrays, fields = {}, {}
   for name, value in trajectory._asdict().items():
@@ -96,7 +138,11 @@ def save(path, trajectory: Trajectory, **metadata) -> str:
     else:
       fields[name] = {"array": True}
       arrays[name] = np.asarray(value)
-  return _write_npz(path, arrays, {"fields": fields, "metadata": metadata})
+  placed = {}
+  metadata = _metadata_arrays(metadata, [], placed)
+  arrays.update({key: value for key, (_, value) in placed.items()})
+  return _write_npz(path, arrays, {"fields": fields, "metadata": metadata,
+                                   "metadata_arrays": {key: p for key, (p, _) in placed.items()}})
 
 
 def load(path):
@@ -123,7 +169,9 @@ def load(path):
       else:
         value = arrays[name]
         values[name] = value.item() if name in _STEP_FIELDS and value.ndim == 0 else value
-    return Trajectory(**values), {"versions": header.get("versions"), **header["metadata"]}
+    metadata = _restore_metadata_arrays(header["metadata"], header.get("metadata_arrays", {}),
+                                        arrays)
+    return Trajectory(**values), {"versions": header.get("versions"), **metadata}
   except (KeyError, TypeError, AttributeError) as err:
     raise ValueError(f"{os.fspath(path)} is not a lintraj trajectory file (missing or unknown "
                      f"entry {err}); was it written by lintraj.save?") from None

@@ -16,9 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lintraj.network import as_float_array
+from lintraj.network import as_float_array, default_float_dtype
 
-__all__ = ["Loss", "as_loss", "target", "regression", "lp_regression", "matrix_completion"]
+__all__ = ["Loss", "as_loss", "check_loss", "target", "regression", "lp_regression",
+           "matrix_completion"]
 
 
 @jax.tree_util.register_pytree_node_class
@@ -71,6 +72,59 @@ def as_loss(loss) -> Loss:
     return Loss(loss)
   raise ValueError(f"loss must be a lintraj.losses.Loss or a function of the end-to-end matrix; got "
                    f"{type(loss).__name__}. For a target matrix use lintraj.losses.target(phi).")
+
+
+def check_loss(loss, dims_or_weights) -> Loss:
+  r"""``loss`` as a :class:`Loss`, checked to map an end-to-end matrix to a real scalar.
+
+  The loss is traced once on the shape of :math:`W_{1:N}` (``jax.eval_shape``, nothing is
+  computed), so a loss that returns a non-scalar, a complex or integer value, or cannot be traced
+  (it calls ``float(w)`` or NumPy on ``w``) raises a ``ValueError`` saying so before a run compiles.
+
+  Args:
+    loss: a :class:`Loss` or a function of the end-to-end matrix.
+    dims_or_weights: the widths ``(d_0, ..., d_N)`` (the end-to-end matrix is then of the default
+      float dtype) or the weights ``(W_1, ..., W_N)`` (their dtype).
+
+  Returns:
+    ``as_loss(loss)``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> check_loss(lambda w: jnp.sum(w ** 2), (3, 4, 2)).name
+    '<lambda>'
+    >>> check_loss(lambda w: w ** 2, (3, 4, 2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: the loss must return a real scalar; got shape (2, 3), dtype float32. Reduce ...
+  """
+  loss = as_loss(loss)
+  shapes = [np.ndim(x) for x in dims_or_weights]
+  if shapes and set(shapes) == {0}:
+    shape, dtype = (int(dims_or_weights[-1]), int(dims_or_weights[0])), default_float_dtype()
+  elif shapes and min(shapes) >= 2:
+    shape = (np.shape(dims_or_weights[-1])[-2], np.shape(dims_or_weights[0])[-1])
+    dtype = jnp.result_type(dims_or_weights[0])
+  else:
+    raise ValueError("check_loss needs the widths (d_0, ..., d_N) or the weights (W_1, ..., W_N); "
+                     f"got {dims_or_weights!r}.")
+  try:
+    out = jax.eval_shape(loss, jax.ShapeDtypeStruct(shape, dtype))
+  except Exception as err:  # a user function: whatever it raises under tracing is its fault
+    raise ValueError(
+        f"the loss {loss.name!r} cannot be traced by JAX on a {shape} end-to-end matrix "
+        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); write it with "
+        "jax.numpy only (no float(w), np.* on w or Python branches on its values).") from err
+  if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+    got = (f"shape {out.shape}, dtype {out.dtype}" if isinstance(out, jax.ShapeDtypeStruct)
+           else type(out).__name__)
+    raise ValueError(f"the loss must return a real scalar; got {got}. Reduce it to one number of "
+                     f"a {shape} end-to-end matrix, e.g. with jnp.sum.")
+  if not jnp.issubdtype(out.dtype, jnp.floating):
+    raise ValueError(f"the loss must return a real scalar; got dtype {out.dtype}. Return a real "
+                     "floating value (gradient descent needs one), e.g. jnp.abs(z) ** 2 for a "
+                     "complex z.")
+  return loss
 
 
 def _half_squared_distance(w, phi):

@@ -66,7 +66,7 @@ def deficiency_margin(weights, target) -> jnp.ndarray:
 
 def end_to_end_deficiency_margin(w, target) -> jnp.ndarray:
   r""":func:`deficiency_margin` of an end-to-end matrix :math:`W` already formed:
-  :math:`\sigma_{\min}(\Phi) - \|W - \Phi\|_F`.
+  :math:`\sigma_{\min}(\Phi) - \|W - \Phi\|_F`; ``target`` must have the shape of ``w``.
 
   Example:
     >>> import jax.numpy as jnp
@@ -74,6 +74,9 @@ def end_to_end_deficiency_margin(w, target) -> jnp.ndarray:
     1.585786
   """
   target = jnp.asarray(target)
+  if target.shape != w.shape or target.ndim != 2:
+    raise ValueError(f"target has shape {target.shape}; it must be the (d_N, d_0) = {w.shape} "
+                     "shape of the end-to-end matrix W_N ... W_1.")
   return jnp.linalg.svd(target, compute_uv=False)[-1] - jnp.linalg.norm(w - target)
 
 

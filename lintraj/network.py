@@ -22,6 +22,13 @@ def check_weights(weights: Sequence) -> tuple:
   Raises ``ValueError`` (before any tracing) when the weights are not a non-empty sequence
   of 2-D floating arrays whose shapes chain, ``W_{j+1}.shape[1] == W_j.shape[0]``.
 
+  Dtypes follow JAX's conversion: NumPy arrays and Python numbers become float32, or float64
+  under ``jax.enable_x64(True)``. A JAX array keeps its dtype, so two cases are refused with the
+  fix: float64 JAX arrays outside ``jax.enable_x64`` (made under the context, used after it
+  exited; the run would mix float32 and float64), and float16/bfloat16 (the SVDs of the records
+  have no half-precision kernel). Run the first inside ``with jax.enable_x64(True):``, or cast
+  either to float32.
+
   Example:
     >>> import jax.numpy as jnp
     >>> [w.shape for w in check_weights([jnp.ones((3, 2)), jnp.ones((4, 3))])]
@@ -39,6 +46,15 @@ def check_weights(weights: Sequence) -> tuple:
           "(d_j, d_{j-1}). For a batch of networks use lintraj.batch_gradient_descent.")
     if not jnp.issubdtype(w.dtype, jnp.floating):
       raise ValueError(f"layer W_{j} has dtype {w.dtype}; use a floating dtype (float32 or float64).")
+    if w.dtype not in (jnp.float32, jnp.float64):
+      raise ValueError(
+          f"layer W_{j} has dtype {w.dtype}, which lintraj cannot run (no SVD kernel for it); "
+          "cast the weights to float32, e.g. tuple(w.astype(jnp.float32) for w in weights).")
+    if w.dtype == jnp.float64 and default_float_dtype() != jnp.float64:
+      raise ValueError(
+          f"layer W_{j} is float64 but jax_enable_x64 is off (weights made under "
+          "jax.enable_x64(True) keep float64 after the context exits); run inside "
+          "`with jax.enable_x64(True):`, or cast them to float32.")
   for j in range(1, len(weights)):
     if weights[j].shape[1] != weights[j - 1].shape[0]:
       raise ValueError(
@@ -95,10 +111,14 @@ def default_float_dtype():
 
 
 def as_float_array(x, name: str, dtype=None) -> jnp.ndarray:
-  """``x`` as a floating JAX array, with a ValueError naming ``name`` if it has non-finite entries."""
+  """``x`` as a real floating JAX array, with a ValueError naming ``name`` if it is complex or has
+  non-finite entries."""
   arr = np.asarray(x)
   if not np.issubdtype(arr.dtype, np.number):
     raise ValueError(f"{name} must be a numeric array; got dtype {arr.dtype}.")
+  if np.issubdtype(arr.dtype, np.complexfloating):
+    raise ValueError(f"{name} is complex ({arr.dtype}); lintraj works with real matrices. Pass a "
+                     f"real array (np.real({name}) if its imaginary part is zero).")
   if not np.all(np.isfinite(arr)):
     raise ValueError(f"{name} has non-finite entries (NaN or inf); pass a finite array.")
   if dtype is None and not np.issubdtype(arr.dtype, np.floating):

@@ -68,8 +68,8 @@ def plot_trajectory(trajectory, *, title: str | None = None):
 
 def plot_sharpness(trajectory, lr: float, *, ax=None):
   r"""The tracked sharpness :math:`\lambda_{\max}(\nabla^2 L^N)` along a run against the edge of
-  stability :math:`2/\eta` (GD is linearly stable at a minimum only below it), log-scale loss on a
-  twin axis. Only the records where the sharpness was computed are drawn.
+  stability :math:`2/\eta` (GD is linearly stable at a minimum only below it), both on a log axis,
+  log-scale loss on a twin axis. Only the records where the sharpness was computed are drawn.
 
   Args:
     trajectory: a single run with ``track=("sharpness",)``.
@@ -102,7 +102,9 @@ def plot_sharpness(trajectory, lr: float, *, ax=None):
   tracked = ~np.isnan(sharp)
   ax.plot(step[tracked], sharp[tracked], marker=".", label=r"sharpness $\lambda_{\max}$")
   ax.axhline(2.0 / lr, color="gray", ls="--", lw=1.0, label=r"$2/\eta$")
-  ax.set(xlabel="iteration", ylabel="top Hessian eigenvalue", title=f"sharpness, lr = {lr:g}")
+  # log scale: a sharpness of O(1) and an edge 2/lr of O(100) both stay readable
+  ax.set(xlabel="iteration", ylabel="top Hessian eigenvalue (log scale)", yscale="log",
+         title=f"sharpness, lr = {lr:g}")
   loss_ax = ax.twinx()
   loss_ax.semilogy(step, np.asarray(trajectory.loss), color="C1", lw=0.8, alpha=0.6)
   loss_ax.set_ylabel("loss (log scale)", color="C1")

@@ -113,3 +113,36 @@ def test_checkpoints_and_trajectories_are_not_confused(runs, tmp_path):
                       checkpoint_every=2)
   with pytest.raises(ValueError, match="checkpoint, not a saved trajectory"):
     lt.load(tmp_path / "c.npz")
+
+
+def test_metadata_arrays_come_back_exactly(runs, tmp_path):
+  _, _, table = lt.sweep.grid("gaussian", (3, 4, 2), std=[0.3, 3.0], lr=[0.05, 0.5])
+  extra = {"ints": np.arange(3, dtype=np.int16), "nested": [np.float32(0.25), np.eye(2)[None]]}
+  path = lt.save(tmp_path / "run.npz", runs["single"], table=table, extra=extra, n=np.int64(7),
+                 lr=0.1)
+  _, meta = lt.load(path)
+  assert meta["table"].keys() == table.keys() and meta["lr"] == 0.1
+  pairs = [(meta["table"][name], value) for name, value in table.items()] + [
+      (meta["extra"]["ints"], extra["ints"]), (meta["extra"]["nested"][1], extra["nested"][1])]
+  for back, value in pairs:
+    assert isinstance(back, np.ndarray) and back.dtype == value.dtype and back.shape == value.shape
+    assert back.tobytes() == value.tobytes()
+  assert meta["extra"]["nested"][0] == 0.25 and meta["n"] == 7 and type(meta["n"]) is int
+
+
+@pytest.mark.parametrize("value, match", [(np.array([object()]), "object array"),
+                                          (object(), "JSON-serialisable")])
+def test_metadata_that_needs_pickle_is_refused(runs, tmp_path, value, match):
+  with pytest.raises(ValueError, match=match):
+    lt.save(tmp_path / "run.npz", runs["single"], bad=value)
+  assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_files_get_the_usual_permissions(runs, tmp_path, umask, mode):
+  old = os.umask(umask)
+  try:
+    path = lt.save(tmp_path / "run.npz", runs["single"])
+  finally:
+    os.umask(old)
+  assert os.stat(path).st_mode & 0o777 == mode

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import NamedTuple
 
-__all__ = ["Reproduction", "REGISTRY", "names", "describe", "get", "run"]
+__all__ = ["Reproduction", "REGISTRY", "names", "describe", "check_options", "get", "run"]
 
 
 class Reproduction(NamedTuple):
@@ -104,14 +104,20 @@ def get(name: str):
   return getattr(importlib.import_module(entry.module), entry.function)
 
 
-def run(name: str, *, quick: bool = False, out_dir=None, **options) -> dict:
-  """Run reproduction ``name`` and write its outputs into ``out_dir`` (default ``out/NAME``).
-
-  Options it does not take raise ValueError (see :func:`describe`).
-  """
+def check_options(name: str, options) -> Reproduction:
+  """The registry entry of ``name``, or ValueError if it does not take one of ``options``."""
   entry = describe(name)
   unknown = sorted(set(options) - set(entry.options))
   if unknown:
     raise ValueError(f"reproduction {name!r} takes no option {', '.join(unknown)}; its options are "
                      f"{', '.join(entry.options) or 'none'}.")
+  return entry
+
+
+def run(name: str, *, quick: bool = False, out_dir=None, **options) -> dict:
+  """Run reproduction ``name`` and write its outputs into ``out_dir`` (default ``out/NAME``).
+
+  Options it does not take raise ValueError (see :func:`check_options`).
+  """
+  check_options(name, options)
   return get(name)(quick=quick, out_dir=out_dir or f"out/{name}", **options)
