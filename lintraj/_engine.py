@@ -29,7 +29,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from lintraj import io
 from lintraj._runtime import put_sharded, to_host
-from lintraj.losses import as_loss
+from lintraj.losses import as_loss, check_loss
 from lintraj.network import check_weights, end_to_end, layer_dims
 from lintraj.recording import (Recorder, Schedule, check_memory, check_metrics, record_point,
                                record_shapes, recorder, schedule, spec, trajectory,
@@ -530,6 +530,7 @@ def check_run(run: str, weights, loss, *, steps, record_every, track=(), track_e
         f"the loss's target has shape {tuple(np.shape(loss.target))} but the end-to-end matrix of "
         f"these weights has shape {(dims[-1], dims[0])} (d_N, d_0); build the weights with "
         f"dims = ({np.shape(loss.target)[1]}, ..., {np.shape(loss.target)[0]}).")
+  loss = check_loss(loss, weights)
   path, checkpoint_every = check_checkpoint(checkpoint, checkpoint_every)
   sched = schedule(steps, record_every, track_every, checkpoint_every)
   rec = recorder(track, singular_values, metrics)

@@ -34,10 +34,6 @@ from lintraj.validation import check_int, check_lr, check_stop_at_loss
 __all__ = ["batch_gradient_descent", "batch_train", "grid", "fastest", "fastest_iterations", "lane",
            "stack_losses", "lane_mesh"]
 
-_INITS = {"balanced": lambda key, dims, std, dtype: inits.balanced(key, dims, std=std, dtype=dtype),
-          "gaussian": lambda key, dims, std, dtype: inits.gaussian(key, dims, std=std, dtype=dtype),
-          "orthogonal": lambda key, dims, std, dtype: inits.orthogonal(key, dims, scale=std, dtype=dtype)}
-
 
 def stack_losses(losses: Sequence) -> Loss:
   """One loss per lane, stacked into a :class:`lintraj.losses.Loss` whose data and target have a
@@ -393,10 +389,7 @@ def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float]
     Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Section 5 and Figure 1.
   """
   if isinstance(init, str):
-    if init not in _INITS:
-      raise ValueError(f"init must be one of {sorted(_INITS)} or a function init(key, dims, std=...); got "
-                       f"{init!r}.")
-    make = _INITS[init]
+    make = inits.by_name(init)
   elif callable(init):
     make = lambda key, dims, std, dtype: init(key, dims, std=std)
   else:

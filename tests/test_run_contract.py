@@ -187,3 +187,18 @@ def test_trajectory_repr_is_short():
                              stop_at_loss=0.3)
   text = repr(traj)
   assert len(text) < 400 and "final loss" in text and "stopped_step" in text and "64x64" in text
+
+
+def test_deprecated_paths_warn_and_work(tmp_path, monkeypatch):
+  import importlib
+  import sys
+  monkeypatch.delitem(sys.modules, "lintraj.trajectory", raising=False)
+  with pytest.warns(DeprecationWarning, match="lintraj.recording"):
+    old = importlib.import_module("lintraj.trajectory")
+  assert old.Trajectory is lt.Trajectory
+  ws, loss = _problem()
+  path = tmp_path / "c.npz"
+  traj = lt.gradient_descent(ws, loss, lr=0.1, steps=6, checkpoint=path, checkpoint_every=3)
+  with pytest.warns(DeprecationWarning, match="lintraj.resume"):
+    again = lt.io.resume(path)
+  np.testing.assert_array_equal(again.loss, traj.loss)
