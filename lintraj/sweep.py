@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lintraj import _distributed
 from lintraj import init as inits
 from lintraj.dynamics import (LaneState, RunState, _gradient_descent_run, call_tracking, check_checkpoint,
                               check_lr, check_memory, check_run, check_stop_at_loss, checkpoint_blocks, drive,
@@ -192,6 +193,9 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
   call = dict(steps=steps, record_every=record_every, checkpoint_every=checkpoint_every,
               batch_size=min(int(batch_size or lanes), -(-lanes // devices)), loss_batched=loss_batched,
               tracking=tracking._asdict())
+  _distributed.check_same_call(_distributed.fingerprint(
+      [(w.shape, w.dtype.str) for w in weights], lrs, stop, call, loss.name, loss.data, loss.target),
+      "batch_gradient_descent")
   return _run(weights, loss, lrs, stop, call, progress, path, mesh)
 
 
