@@ -91,8 +91,11 @@ def check_same_call(fingerprint: bytes | str, what: str, *, timeout_s: float | N
           f"{str(err).splitlines()[0][:200]}). Make the same run calls, in the same order, on every "
           "process (jax.process_count() processes).") from None
     if theirs != value:
+      their_what = theirs.rsplit(":", 1)[0]
+      differs = (f"called {what} with different arguments than process {mine}" if their_what == what
+                 else f"called {their_what} where process {mine} called {what}")
       raise ValueError(
-          f"process {other} made call number {call} under jax.distributed as {theirs.split(':')[0]} "
-          f"with different arguments than process {mine} ({what}); fingerprints {theirs[-16:]} and "
-          f"{value[-16:]}. Build the same arguments on every process (e.g. lt.sweep.grid with the "
-          "same seeds, the same lr, steps and loss) and call the same run on all of them.")
+          f"process {other} {differs} (call number {call} of each under jax.distributed; fingerprints "
+          f"{theirs[-16:]} and {value[-16:]}). Build the same arguments on every process (e.g. "
+          "lt.sweep.grid with the same seeds, the same lr, steps and loss) and make the same run "
+          "calls, in the same order, on all of them.")

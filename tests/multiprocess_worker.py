@@ -2,14 +2,13 @@
 
 ``python -m tests.multiprocess_worker SCENARIO PORT PROCESS_ID OUT_DIR`` joins a two-process JAX
 cluster (CPU collectives over gloo, coordinator 127.0.0.1:PORT, run by process 0), runs
-``SCENARIO`` and writes what it got to ``OUT_DIR/SCENARIO-PROCESS_ID.npz`` (``.txt`` for errors).
+``SCENARIO`` and writes what it got to ``OUT_DIR/SCENARIO-PROCESS_ID.npz`` (``.txt``: errors).
 The number of CPU devices of the process comes from ``XLA_FLAGS`` in its environment.
 
 Scenarios:
-  records: the sweeps of :func:`sweeps` (12 lanes, 7 lanes).
+  records: the sweeps of :func:`sweeps` (12 lanes, 7 lanes), then the wrong calls of :func:`misuse`.
   checkpoint: :func:`long_run` with checkpoints (written by process 0), to be killed mid-run.
   resume: ``lt.resume`` of that checkpoint.
-  misuse: a call whose learning rates differ on process 1, then a call made by process 0 only.
 """
 
 import sys
@@ -18,6 +17,7 @@ import jax
 
 HEARTBEAT_S = 5  # a dead peer is detected by the coordination service within about this
 SAME_CALL_TIMEOUT_S = 5  # how long the misuse scenario waits for a process that never calls
+CHECKPOINT_EVERY = 2_000  # steps
 
 
 def join(port: int, process_id: int) -> None:
@@ -61,43 +61,42 @@ def long_run(**kwargs):
                                    stop_at_loss=1e-24, batch_size=1, **kwargs)
 
 
-CHECKPOINT_EVERY = 2_000
-
-
 def main(scenario: str, port: int, process_id: int, out_dir: str) -> None:
   import numpy as np
   join(port, process_id)
   import lintraj as lt
-  from lintraj import _distributed
   out = f"{out_dir}/{scenario}-{process_id}"
   if scenario == "records":
     result = {"devices/local": np.array(jax.local_device_count()), "devices/all": np.array(jax.device_count())}
     for name, (args, kwargs) in sweeps().items():
       result.update(flat(lt.batch_gradient_descent(*args, **kwargs), name))
     np.savez(out + ".npz", **result)
-  elif scenario in ("checkpoint", "resume"):
+    misuse(process_id, out + ".txt")
+  else:
     with jax.enable_x64(True):
       path = f"{out_dir}/run.npz"
       traj = (long_run(checkpoint=path, checkpoint_every=CHECKPOINT_EVERY) if scenario == "checkpoint"
               else lt.resume(path))
     np.savez(out + ".npz", **flat(traj, "run"))
-  elif scenario == "misuse":
-    _distributed.DEFAULT_TIMEOUT_S = SAME_CALL_TIMEOUT_S
-    (ws, target), kwargs = sweeps()["lanes7"]
-    errors = []
+
+
+def misuse(process_id: int, path: str) -> None:
+  """A call whose learning rates differ on process 1, then a call made by process 0 only; the
+  errors go to ``path``, one per call, separated by ``---`` lines."""
+  import lintraj as lt
+  from lintraj import _distributed
+  _distributed.DEFAULT_TIMEOUT_S = SAME_CALL_TIMEOUT_S
+  (ws, target), kwargs = sweeps()["lanes7"]
+  calls = [dict(kwargs, lr=kwargs["lr"] * (1 + process_id))] + ([kwargs] if process_id == 0 else [])
+  errors = []
+  for call in calls:
     try:
-      lt.batch_gradient_descent(ws, target, **dict(kwargs, lr=kwargs["lr"] * (1 + process_id)))
+      lt.batch_gradient_descent(ws, target, **call)
+      errors.append("no error")
     except ValueError as err:
       errors.append(str(err))
-    if process_id == 0:
-      try:
-        lt.batch_gradient_descent(ws, target, **kwargs)
-      except ValueError as err:
-        errors.append(str(err))
-    with open(out + ".txt", "w") as f:
-      f.write("\n---\n".join(errors))
-  else:
-    raise ValueError(f"unknown scenario {scenario!r}")
+  with open(path, "w") as f:
+    f.write("\n---\n".join(errors))
 
 
 if __name__ == "__main__":
