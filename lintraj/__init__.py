@@ -11,6 +11,7 @@ from lintraj.flow import gradient_flow
 from lintraj.dynamics import gradient_descent, train
 from lintraj.io import load, resume, save
 from lintraj import sweep
+from lintraj import labeled
 from lintraj.sweep import batch_gradient_descent
 from lintraj.network import end_to_end, layer_dims
 from lintraj.trajectory import Trajectory
@@ -37,4 +38,5 @@ __all__ = [
     "resume",
     "sweep",
     "batch_gradient_descent",
+    "labeled",
 ]

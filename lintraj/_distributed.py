@@ -84,18 +84,18 @@ def check_same_call(fingerprint: bytes | str, what: str, *, timeout_s: float | N
     remaining_ms = max(1, int(1000 * (deadline - time.monotonic())))
     try:
       theirs = client.blocking_key_value_get(f"{key}/{other}", remaining_ms)
-    except Exception as err:  # the runtime's error type is not public; a timeout is DEADLINE_EXCEEDED
+    except jax.errors.JaxRuntimeError as err:  # a timeout is DEADLINE_EXCEEDED
       raise ValueError(
-          f"process {mine} called {what} (its call number {call} under jax.distributed) but process "
-          f"{other} did not make that call within {timeout_s:g} s ({type(err).__name__}: "
-          f"{str(err).splitlines()[0][:200]}). Make the same run calls, in the same order, on every "
-          "process (jax.process_count() processes).") from None
+          f"process {mine} called {what} (its call number {call} under jax.distributed) but "
+          f"process {other} did not make that call within {timeout_s:g} s ({type(err).__name__}: "
+          f"{str(err).splitlines()[0][:200]}). Make the same run calls, in the same order, on "
+          "every process (jax.process_count() processes).") from None
     if theirs != value:
       their_what = theirs.rsplit(":", 1)[0]
       differs = (f"called {what} with different arguments than process {mine}" if their_what == what
                  else f"called {their_what} where process {mine} called {what}")
       raise ValueError(
-          f"process {other} {differs} (call number {call} of each under jax.distributed; fingerprints "
-          f"{theirs[-16:]} and {value[-16:]}). Build the same arguments on every process (e.g. "
-          "lt.sweep.grid with the same seeds, the same lr, steps and loss) and make the same run "
-          "calls, in the same order, on all of them.")
+          f"process {other} {differs} (call number {call} of each under jax.distributed; "
+          f"fingerprints {theirs[-16:]} and {value[-16:]}). Build the same arguments on every "
+          "process (e.g. lt.sweep.grid with the same seeds, the same lr, steps and loss) and make "
+          "the same run calls, in the same order, on all of them.")

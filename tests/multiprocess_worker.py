@@ -34,9 +34,10 @@ def sweeps() -> dict:
   import numpy as np
 
   import lintraj as lt
-  ws, lrs, _ = lt.sweep.grid("gaussian", (4, 3, 2), std=[0.4, 0.8], lr=[0.02, 0.1, 0.2, 0.5, 1.0, 4.0])
+  ws, lrs, _ = lt.sweep.grid("gaussian", (4, 3, 2), std=[0.4, 0.8],
+                             lr=[0.02, 0.1, 0.2, 0.5, 1.0, 4.0])
   target = lt.losses.target(np.array([[1.0, 0.5, 0.0, -0.5], [0.0, 0.3, 0.2, 0.1]]))
-  common = dict(steps=40, record_every=3, stop_at_loss=0.05)
+  common = {"steps": 40, "record_every": 3, "stop_at_loss": 0.05}
   return {"grid12": ((ws, target), dict(common, lr=lrs, batch_size=1)),
           "grid12_default": ((ws, target), dict(common, lr=lrs)),
           "lanes7": ((tuple(w[:7] for w in ws), target), dict(common, lr=lrs[:7], batch_size=1))}
@@ -67,7 +68,8 @@ def main(scenario: str, port: int, process_id: int, out_dir: str) -> None:
   import lintraj as lt
   out = f"{out_dir}/{scenario}-{process_id}"
   if scenario == "records":
-    result = {"devices/local": np.array(jax.local_device_count()), "devices/all": np.array(jax.device_count())}
+    result = {"devices/local": np.array(jax.local_device_count()),
+              "devices/all": np.array(jax.device_count())}
     for name, (args, kwargs) in sweeps().items():
       result.update(flat(lt.batch_gradient_descent(*args, **kwargs), name))
     np.savez(out + ".npz", **result)
@@ -75,8 +77,8 @@ def main(scenario: str, port: int, process_id: int, out_dir: str) -> None:
   else:
     with jax.enable_x64(True):
       path = f"{out_dir}/run.npz"
-      traj = (long_run(checkpoint=path, checkpoint_every=CHECKPOINT_EVERY) if scenario == "checkpoint"
-              else lt.resume(path))
+      traj = (lt.resume(path) if scenario == "resume"
+              else long_run(checkpoint=path, checkpoint_every=CHECKPOINT_EVERY))
     np.savez(out + ".npz", **flat(traj, "run"))
 
 
