@@ -16,7 +16,7 @@ import sys
 import jax
 
 HEARTBEAT_S = 5  # a dead peer is detected by the coordination service within about this
-SAME_CALL_TIMEOUT_S = 5  # how long the misuse scenario waits for a process that never calls
+SAME_CALL_TIMEOUT_S = 2  # how long the misuse scenario waits for a process that never calls
 CHECKPOINT_EVERY = 2_000  # steps
 
 

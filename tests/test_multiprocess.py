@@ -96,7 +96,7 @@ def test_two_processes_give_every_process_the_one_process_records_and_catch_wron
   assert len(errors[0]) == 2 and len(errors[1]) == 1
   for error, other in zip((errors[0][0], errors[1][0]), (1, 0)):
     assert f"process {other} called batch_gradient_descent with different arguments" in error, error
-  assert "process 1 did not make that call within 5 s" in errors[0][1], errors[0][1]
+  assert f"process 1 did not make that call within {worker.SAME_CALL_TIMEOUT_S} s" in errors[0][1]
 
 
 def _records_written(state: dict) -> int:
