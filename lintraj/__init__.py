@@ -11,7 +11,7 @@ from lintraj.flow import gradient_flow
 from lintraj.dynamics import gradient_descent, train
 from lintraj.io import load, save
 from lintraj.checkpoint import resume
-from lintraj import progress, sweep
+from lintraj import labeled, progress, sweep
 from lintraj.sweep import batch_gradient_descent, batch_train
 from lintraj.network import end_to_end, layer_dims
 from lintraj.recording import Trajectory
@@ -40,4 +40,5 @@ __all__ = [
     "batch_gradient_descent",
     "batch_train",
     "progress",
+    "labeled",
 ]

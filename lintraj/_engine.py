@@ -27,7 +27,7 @@ import optax
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from lintraj import io
+from lintraj import _distributed, io
 from lintraj._runtime import put_sharded, to_host
 from lintraj.losses import as_loss, check_loss
 from lintraj.network import check_weights, end_to_end, layer_dims
@@ -427,6 +427,13 @@ def execute(job: Job, meter=None, saved=None):
   check_memory(weights0, lane_loss, schedule, recorder, device_lanes=job.batch_size or 1,
                host_lanes=lanes or 0,
                devices=None if job.mesh is None else list(job.mesh.devices.flat))
+  if batched:  # every process must make this call, with these arguments (else: a ValueError)
+    _distributed.check_same_call(_distributed.fingerprint(
+        job.kind, jax.tree_util.tree_map(lambda x: (np.shape(x), np.asarray(x).dtype.str),
+                                         job.lanes.weights),
+        sorted(job.arrays.items()), dict(job.call, saved=None if saved is None else saved[0]),
+        job.stop, str(schedule), str(recorder.track), job.loss.name, job.loss.data,
+        job.loss.target), job.kind)
   runs = 1 if not batched else -(-lanes // chunk)
   if meter is not None:
     meter.start(schedule.steps * runs, lanes=lanes, desc=job.kind.replace("_", " "))
