@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lintraj.network import as_float_array, default_float_dtype
+from lintraj.validation import check_positive
 
 __all__ = ["balanced", "gaussian", "residual", "orthogonal", "by_name"]
 
@@ -32,10 +33,7 @@ def _check_dims(dims: Sequence[int]) -> tuple[int, ...]:
 
 
 def _check_std(std) -> float:
-  std = float(std)
-  if not np.isfinite(std) or std < 0:
-    raise ValueError(f"std must be a finite number >= 0; got {std}.")
-  return std
+  return check_positive("std", std, allow_zero=True)
 
 
 def _check_key(key):
@@ -183,9 +181,7 @@ def orthogonal(key, dims: Sequence[int], *, scale: float = 1.0, dtype=None) -> t
     linear neural networks. ICLR 2014 (arXiv 1312.6120), Section 3.
   """
   dims = _check_dims(dims)
-  scale = float(scale)
-  if not np.isfinite(scale):
-    raise ValueError(f"scale must be finite; got {scale}.")
+  scale = check_positive("scale", scale, allow_zero=True)
   init = jax.nn.initializers.orthogonal(scale)
   keys = jax.random.split(_check_key(key), len(dims) - 1)
   return tuple(init(k, (dims[j + 1], dims[j]), _dtype(dtype)) for j, k in enumerate(keys))

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lintraj.network import as_float_array, default_float_dtype
+from lintraj.validation import check_positive
 
 __all__ = ["Loss", "as_loss", "check_loss", "target", "regression", "lp_regression",
            "matrix_completion"]
@@ -212,9 +213,9 @@ def lp_regression(x, y, p: float) -> Loss:
     Overparameterization. ICML 2018 (arXiv 1802.06509), Section 6.
   """
   x, y = check_regression_data(x, y)
-  p = float(p)
-  if not np.isfinite(p) or p < 1:
-    raise ValueError(f"p must be a finite number >= 1; got {p}.")
+  p = check_positive("p", p)
+  if p < 1:
+    raise ValueError(f"p must be >= 1 (the loss is convex only then); got {p}.")
   return Loss(_lp_error, data=(x, y, jnp.asarray(p, x.dtype)), name="lp_regression",
               target=_least_squares(x, y) if p == 2 else None)
 

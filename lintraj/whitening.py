@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lintraj.losses import check_regression_data
+from lintraj.validation import check_positive
 
 __all__ = ["whiten"]
 
@@ -49,8 +50,8 @@ def whiten(x, y, *, rtol: float | None = None):
   m, d0 = x.shape
   if rtol is None:
     rtol = max(1e-10, 10 * d0 * float(np.finfo(x.dtype).eps))
-  elif not (np.isfinite(rtol) and rtol >= 0):
-    raise ValueError(f"rtol must be a finite number >= 0 (or None for the dtype's default); got {rtol!r}.")
+  else:
+    rtol = check_positive("rtol", rtol, " (or None for the dtype's default)", allow_zero=True)
   centred = x - x.mean(axis=0, keepdims=True)
   eigvals, eigvecs = jnp.linalg.eigh(centred.T @ centred / m)
   scale = jnp.maximum(eigvals[-1], jnp.max(jnp.mean(x ** 2, axis=0)))
