@@ -95,19 +95,19 @@ def test_float32_by_default_and_close_to_float64():
   np.testing.assert_allclose(traj32.loss, traj64.loss, rtol=1e-4)
 
 
-def test_no_recompile_for_new_target_data_or_lr():
+def test_no_recompile_for_new_target_data_or_lr(compiles):
   ws, phi = _problem((4, 6, 3))
   kwargs = dict(steps=7, record_every=2)
   lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, **kwargs)
-  before = _engine._segment._cache_size()
+  before = compiles("_segment")
   lt.gradient_descent(ws, lt.losses.target(2 * phi), lr=0.05, **kwargs)
   lt.gradient_descent(tuple(w + 1 for w in ws), lt.losses.target(-phi), lr=0.3, **kwargs)
-  assert _engine._segment._cache_size() == before
+  assert compiles("_segment") == before
   x = jax.random.normal(jax.random.PRNGKey(3), (20, 4))
   lt.gradient_descent(ws, lt.losses.regression(x, x[:, :3]), lr=0.1, **kwargs)
-  after_regression = _engine._segment._cache_size()
+  after_regression = compiles("_segment")
   lt.gradient_descent(ws, lt.losses.regression(2 * x, x[:, 1:]), lr=0.2, **kwargs)
-  assert _engine._segment._cache_size() == after_regression
+  assert compiles("_segment") == after_regression
 
 
 def test_train_with_sgd_equals_gradient_descent(x64):
@@ -175,13 +175,13 @@ def _valid():
     (dict(record_every=0), "record_every must be"),
     (dict(loss="mse"), "loss must be"),
 ])
-def test_bad_input_raises_before_tracing(change, match):
+def test_bad_input_raises_before_tracing(change, match, compiles):
   ws, loss = _valid()
   kwargs = dict(weights=ws, loss=loss, lr=0.1, steps=5, record_every=1) | change
-  before = _engine._segment._cache_size()
+  before = compiles("_segment")
   with pytest.raises(ValueError, match=match):
     lt.gradient_descent(kwargs.pop("weights"), kwargs.pop("loss"), **kwargs)
-  assert _engine._segment._cache_size() == before
+  assert compiles("_segment") == before
 
 
 def test_train_rejects_non_optax_optimizer():
@@ -201,11 +201,11 @@ def test_divergence_at_the_last_step_is_reported():
   assert batch.diverged_step.tolist() == [longer.diverged_step]
 
 
-def test_another_p_of_lp_regression_does_not_recompile():
+def test_another_p_of_lp_regression_does_not_recompile(compiles):
   x = jax.random.normal(jax.random.PRNGKey(0), (20, 3))
   y = x @ jnp.array([1.0, -0.5, 0.2])
   ws = lt.init.balanced(jax.random.PRNGKey(1), (3, 4, 1), std=0.3)
   lt.gradient_descent(ws, lt.losses.lp_regression(x, y, 3), lr=0.01, steps=5)
-  compiled = _engine._segment._cache_size()
+  compiled = compiles("_segment")
   lt.gradient_descent(ws, lt.losses.lp_regression(x, y, 4), lr=0.01, steps=5)
-  assert _engine._segment._cache_size() == compiled
+  assert compiles("_segment") == compiled

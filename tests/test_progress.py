@@ -47,21 +47,20 @@ def one_record_segments(monkeypatch):
     calls.append(args[3])
     return segment(*args, **kwargs)
 
-  counted._cache_size = segment._cache_size
   monkeypatch.setattr(_engine, "_segment", counted)
   return calls
 
 
-def test_single_run_identical_in_segments_with_and_without_meter(one_record_segments, capsys):
+def test_single_run_identical_in_segments_with_and_without_meter(one_record_segments, capsys, compiles):
   ws = lt.init.balanced(jax.random.PRNGKey(0), (4, 5, 5, 2), std=0.3)
   loss = lt.losses.target(jnp.ones((2, 4)) / 3)
   kwargs = dict(lr=0.1, steps=95, record_every=10, stop_at_loss=1e-3)
   quiet = lt.gradient_descent(ws, loss, **kwargs)
   assert len(one_record_segments) > 1  # segments without a meter too: interrupts are prompt
-  compiled = _engine._segment._cache_size()
+  compiled = compiles("_segment")
   meter = _Meter()
   shown = lt.gradient_descent(ws, loss, progress=meter, **kwargs)
-  assert _engine._segment._cache_size() == compiled  # the same program, run in segments
+  assert compiles("_segment") == compiled  # the same program, run in segments
   for a, b in zip(_leaves(quiet), _leaves(shown), strict=True):
     np.testing.assert_array_equal(a, b)
   assert meter.calls[0] == ("start", 95, None, "gradient descent") and meter.calls[-1] == ("close",)

@@ -105,14 +105,14 @@ def test_loop_ends_once_every_lane_has_stopped():
   assert np.all(traj.loss[:, 1:] == traj.loss[:, -1:])  # records after the stop repeat the last one
 
 
-def test_chunks_equal_separate_runs_bit_for_bit_and_unchunked_to_rounding(x64):
+def test_chunks_equal_separate_runs_bit_for_bit_and_unchunked_to_rounding(x64, compiles):
   ws, phi = _problem((5, 6, 4, 3), lanes=10, seed=1)
   lrs = np.geomspace(0.01, 0.4, 10)
   kwargs = dict(steps=30, record_every=4, stop_at_loss=1e-3)
   loss = lt.losses.target(phi)
-  before = _engine._segment._cache_size()
+  before = compiles("_segment")
   chunked = lt.batch_gradient_descent(ws, loss, lr=lrs, batch_size=4, **kwargs)
-  assert _engine._segment._cache_size() == before + 1  # three chunks, one program
+  assert compiles("_segment") == before + 1  # three chunks, one program
   parts = [lt.batch_gradient_descent(tuple(w[lo:hi] for w in ws), loss, lr=lrs[lo:hi], batch_size=4, **kwargs)
            for lo, hi in ((0, 4), (4, 8), (8, 10))]
   joined = {k: np.concatenate([_leaves(p)[k] for p in parts]) for k in _leaves(chunked)}
@@ -124,18 +124,18 @@ def test_chunks_equal_separate_runs_bit_for_bit_and_unchunked_to_rounding(x64):
     np.testing.assert_allclose(value, _leaves(chunked)[key], rtol=1e-12, atol=1e-300, err_msg=key)
 
 
-def test_no_recompile_for_new_targets_lrs_or_thresholds():
+def test_no_recompile_for_new_targets_lrs_or_thresholds(compiles):
   ws, phi = _problem((4, 3, 2), lanes=6)
   kwargs = dict(steps=9, record_every=3)
   lt.batch_gradient_descent(ws, lt.losses.target(phi), lr=0.1, stop_at_loss=1e-3, **kwargs)
-  before = _engine._segment._cache_size()
+  before = compiles("_segment")
   lt.batch_gradient_descent(tuple(2 * w for w in ws), lt.losses.target(-phi), lr=np.linspace(0.01, 0.1, 6),
                             stop_at_loss=0.5, **kwargs)
   lt.batch_gradient_descent(ws, lt.losses.target(phi / 2), lr=0.3, **kwargs)
-  assert _engine._segment._cache_size() == before
+  assert compiles("_segment") == before
 
 
-def test_memory_estimate_refuses_before_compiling(monkeypatch):
+def test_memory_estimate_refuses_before_compiling(monkeypatch, compiles):
   ws, phi = _problem((4, 3, 2), lanes=64)
   loss = lt.losses.target(phi)
   per_lane = recording.record_bytes(tuple(jnp.asarray(w[0], jnp.float32) for w in ws), loss,
@@ -145,7 +145,7 @@ def test_memory_estimate_refuses_before_compiling(monkeypatch):
                                        "layer_singular_values", "end_to_end_singular_values")
                  for x in jax.tree_util.tree_leaves(getattr(traj, name)))
   assert per_lane * 64 == recorded
-  before = _engine._segment._cache_size()
+  before = compiles("_segment")
   with pytest.raises(ValueError, match=r"GiB.*record_every.*batch_size"):
     lt.batch_gradient_descent(ws, loss, lr=0.1, steps=2**31 - 1, record_every=1)
   with pytest.raises(ValueError, match="GiB"):
@@ -154,7 +154,7 @@ def test_memory_estimate_refuses_before_compiling(monkeypatch):
   with pytest.raises(ValueError, match="test memory"):  # 64 lanes on the host do not fit ...
     lt.batch_gradient_descent(ws, loss, lr=0.1, steps=40, record_every=4, batch_size=1)
   lt.batch_gradient_descent(tuple(w[:3] for w in ws), loss, lr=0.1, steps=40, record_every=4, batch_size=1)
-  assert _engine._segment._cache_size() == before + 1  # ... only the run that fits compiled
+  assert compiles("_segment") == before + 1  # ... only the run that fits compiled
 
 
 def test_grid_lays_out_std_lr_seed_and_shares_inits():
@@ -215,13 +215,13 @@ def test_lane_extracts_single_run_types():
     (dict(batch_size=0), "batch_size"),
     (dict(devices=[]), "devices"),
 ])
-def test_bad_input_raises_before_tracing(change, match):
+def test_bad_input_raises_before_tracing(change, match, compiles):
   kwargs = dict(weights=(np.ones((2, 4, 3)), np.ones((2, 2, 4))), loss=lt.losses.target(np.ones((2, 3))),
                 lr=0.1, steps=5) | change
-  before = _engine._segment._cache_size()
+  before = compiles("_segment")
   with pytest.raises(ValueError, match=match):
     lt.batch_gradient_descent(kwargs.pop("weights"), kwargs.pop("loss"), **kwargs)
-  assert _engine._segment._cache_size() == before
+  assert compiles("_segment") == before
 
 
 def test_sharded_over_four_devices_equals_one_device(tmp_path):
