@@ -20,7 +20,7 @@ from lintraj.network import as_float_array, default_float_dtype
 from lintraj.validation import check_positive
 
 __all__ = ["Loss", "as_loss", "check_loss", "target", "regression", "lp_regression",
-           "matrix_completion"]
+           "matrix_completion", "autoencoder_loss"]
 
 
 @jax.tree_util.register_pytree_node_class
@@ -251,3 +251,48 @@ def matrix_completion(mask, values) -> Loss:
   values = as_float_array(np.where(mask, values, 0.0), "values")
   mask = jnp.asarray(mask, values.dtype)
   return Loss(_observed_error, data=(mask, values), name="matrix_completion")
+
+
+def _reconstruction_error(w, cov):
+  residual = jnp.eye(cov.shape[0], dtype=w.dtype) - w
+  return 0.5 * jnp.sum((residual @ cov) * residual)
+
+
+def check_covariance(cov) -> jnp.ndarray:
+  """``cov`` as a float array, checked to be a square symmetric positive semidefinite matrix."""
+  cov = as_float_array(cov, "cov")
+  if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+    raise ValueError(f"cov must be a square (n, n) covariance matrix; got shape {cov.shape}.")
+  host = np.asarray(cov, np.float64)
+  scale = max(np.max(np.abs(host)), np.finfo(np.float64).tiny)
+  if np.max(np.abs(host - host.T)) > 1e-6 * scale:
+    raise ValueError("cov must be symmetric; symmetrise it with (cov + cov.T) / 2.")
+  if np.linalg.eigvalsh((host + host.T) / 2)[0] < -1e-6 * scale:
+    raise ValueError("cov must be positive semidefinite (a covariance, e.g. x.T @ x / m).")
+  return cov
+
+
+def autoencoder_loss(cov) -> Loss:
+  r"""The linear autoencoder loss of the end-to-end matrix :math:`W` (``n x n``):
+
+  .. math::
+     L^1(W) = \tfrac12\, \mathbb{E}\, \|x - W x\|^2
+            = \tfrac12 \operatorname{tr}\big((I - W)\, \Sigma\, (I - W)^\top\big),
+     \qquad \Sigma = \mathbb{E}\, x x^\top .
+
+  Convention: with the :math:`\tfrac12` in front (as every lintraj loss). For samples ``x`` (rows)
+  and ``cov = x.T @ x / m`` it equals ``lintraj.losses.regression(x, x)``. The covariance is the
+  loss's data (a traced leaf): a new covariance does not recompile. ``.target`` is None (the
+  minimiser is a projection, not unique as a matrix when eigenvalues tie).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> loss = autoencoder_loss(jnp.diag(jnp.array([3.0, 1.0])))
+    >>> float(loss(jnp.zeros((2, 2))))                    # tr(Sigma) / 2
+    2.0
+
+  References:
+    Baldi, Hornik. Neural Networks and Principal Component Analysis: Learning from Examples
+    Without Local Minima. Neural Networks 2 (1989); Frye et al., arXiv 1901.10603, Section 3.
+  """
+  return Loss(_reconstruction_error, data=check_covariance(cov), name="autoencoder")

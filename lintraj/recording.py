@@ -20,7 +20,7 @@ from jax import lax
 
 from lintraj import _runtime, metrics
 from lintraj import singular_values as sv
-from lintraj.landscape import hessian_extremes  # TODO(merge): lintraj._curvature
+from lintraj._curvature import hessian_extremes
 from lintraj.network import end_to_end
 from lintraj.validation import check_int
 

@@ -1,0 +1,297 @@
+r"""Critical-point finders: gradient-norm descent, Newton-MR and damped Newton.
+
+Each finder runs from a start ``(W_1, ..., W_N)`` on the network loss in the flattened weights
+(as in :mod:`lintraj.landscape`) and returns a :class:`CriticalPointSearch`: the final point and
+the loss, squared gradient norm and step length along the way. They are attracted to critical
+points of every index (saddles included), the point of the exercise: compare what they find with
+:func:`lintraj.landscape.classify` or the analytic points of
+:func:`lintraj.landscape.autoencoder_critical_points`. Each is one compiled program, vmappable
+over starts. Use float64 (``with jax.enable_x64(True):``): the tolerances of Frye et al.
+(:math:`\|\nabla L\|^2 < 10^{-10}`) are below float32 resolution.
+
+References:
+  Frye, Wadia, DeWeese, Bouchard. Numerically Recovering the Critical Points of a Deep Linear
+  Autoencoder. arXiv 1901.10603 (2019), Section 2.2.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from lintraj._curvature import (_check_network, _default_key, _flat_loss, _lanczos, _num_params,
+                                _tridiagonal)
+from lintraj.validation import check_int, check_positive
+
+__all__ = ["CriticalPointSearch", "gradient_norm_descent", "newton_mr", "damped_newton"]
+
+# Armijo sufficient-decrease constant of the line searches, and their largest number of halvings.
+_ARMIJO = 1e-4
+_MAX_HALVINGS = 60
+
+
+def _check_steps(steps) -> int:
+  """A finder's iteration count: an integer >= 0."""
+  return check_int("steps", steps, 0)
+
+
+class CriticalPointSearch(NamedTuple):
+  r"""The result of a critical-point finder: where it ended and how it got there.
+
+  Attributes:
+    point: the final weights ``(W_1, ..., W_N)``.
+    loss: ``(steps + 1,)`` :math:`L^N` at every iterate (the start first).
+    squared_grad_norm: ``(steps + 1,)`` :math:`\|\nabla_\theta L^N\|^2` at every iterate.
+    step_size: ``(steps,)`` the step length taken (0 where the line search found no decrease).
+  """
+
+  point: tuple
+  loss: Any
+  squared_grad_norm: Any
+  step_size: Any
+
+
+def _backtrack(accept, trial):
+  """The largest ``trial / 2^k`` (k < _MAX_HALVINGS) that ``accept``s, or 0 if none."""
+  def unaccepted(state):
+    _, halvings, ok = state
+    return ~ok & (halvings < _MAX_HALVINGS)
+
+  def halve(state):
+    step, halvings, _ = state
+    return step / 2, halvings + 1, accept(step / 2)
+
+  step, _, ok = lax.while_loop(unaccepted, halve, (trial, 0, accept(trial)))
+  return jnp.where(ok, step, jnp.zeros_like(step))
+
+
+def _search_result(unravel, x, history, final_value, final_squared):
+  values, squared, steps = history
+  return CriticalPointSearch(point=unravel(x), loss=jnp.concatenate([values, final_value[None]]),
+                             squared_grad_norm=jnp.concatenate([squared, final_squared[None]]),
+                             step_size=steps)
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _gradient_norm_run(weights, loss, lr, steps):
+  flat, unravel, f = _flat_loss(weights, loss)
+  grad = jax.grad(f)
+
+  def half_squared(x):
+    g = grad(x)
+    return 0.5 * g @ g
+
+  def step(carry, _):
+    x, trial = carry
+    g, matvec = jax.linearize(grad, x)
+    descent = matvec(g)                      # grad of 1/2 ||g||^2
+    phi, slope = 0.5 * g @ g, descent @ descent
+
+    def accept(a):
+      new = half_squared(x - a * descent)
+      return jnp.isfinite(new) & (new <= phi - _ARMIJO * a * slope)
+
+    a = _backtrack(accept, trial)
+    return (x - a * descent, jnp.where(a > 0, jnp.minimum(2 * a, lr), lr)), (f(x), 2 * phi, a)
+
+  (x, _), history = lax.scan(step, (flat, lr), None, length=steps)
+  g = grad(x)
+  return _search_result(unravel, x, history, f(x), g @ g)
+
+
+def gradient_norm_descent(weights, loss, *, steps: int, lr: float = 1.0) -> CriticalPointSearch:
+  r"""Find a critical point by gradient descent on the squared gradient norm.
+
+  .. math::
+     \theta_{t+1} = \theta_t - \alpha_t\, H_t g_t, \qquad
+     \nabla_\theta \tfrac12 \|g\|^2 = H g \ (\text{one Hessian-vector product}),
+
+  with :math:`\alpha_t` from Armijo backtracking on :math:`\tfrac12\|g\|^2` (trial step: twice the
+  last accepted one, at most ``lr``; halved until sufficient decrease, 0 after 60 halvings). It
+  converges to any stationary point of :math:`\|g\|^2`: critical points of the loss (of every
+  index), but also gradient-flat points where :math:`H g = 0,\ g \ne 0` (see
+  :func:`gradient_flatness`). One compiled ``lax.scan`` of ``steps`` iterations; vmappable over
+  starts.
+
+  Args:
+    weights: start ``(W_1, ..., W_N)``.
+    loss: a :class:`lintraj.losses.Loss` or a function of the end-to-end matrix.
+    steps: iterations.
+    lr: largest step tried.
+
+  Returns:
+    A :class:`CriticalPointSearch`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, lintraj as lt
+    >>> with jax.enable_x64(True):
+    ...   ws = (jnp.full((1, 1), 0.1), jnp.full((1, 1), -0.05))      # near the saddle at 0
+    ...   out = gradient_norm_descent(ws, lt.losses.target(jnp.array([[1.0]])), steps=200)
+    >>> float(out.squared_grad_norm[-1]) < 1e-10, round(float(out.loss[-1]), 6)
+    (True, 0.5)
+
+  References:
+    Frye, Wadia, DeWeese, Bouchard, arXiv 1901.10603, Section 2.2 (gradient norm minimisation);
+    Pennington, Bahri. Geometry of Neural Network Loss Surfaces via Random Matrix Theory. ICML 2017.
+  """
+  weights, loss = _check_network(weights, loss)
+  steps = _check_steps(steps)
+  lr = jnp.asarray(check_positive("lr", lr), weights[0].dtype)
+  return _gradient_norm_run(weights, loss, lr, steps)
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "minres_iterations"))
+def _newton_mr_run(weights, loss, key, steps, minres_iterations):
+  flat, unravel, f = _flat_loss(weights, loss)
+  grad = jax.grad(f)
+  m = minres_iterations
+  rhs_unit = jnp.zeros((m + 1,), flat.dtype).at[0].set(1.0)
+
+  def squared_norm(x):
+    g = grad(x)
+    return g @ g
+
+  def step(x, t):
+    g, matvec = jax.linearize(grad, x)
+    squared = g @ g
+    # MINRES: the least-squares solution of H p = -g over the Krylov space K_m(H, g), from the
+    # Lanczos relation H V_m = V_{m+1} Tbar_m (full reorthogonalisation).
+    basis, alphas, betas = _lanczos(matvec, g, m, jax.random.fold_in(key, t))
+    tbar = jnp.zeros((m + 1, m), flat.dtype).at[:m].set(_tridiagonal(alphas, betas))
+    tbar = tbar.at[m, m - 1].set(betas[-1])
+    coefficients = jnp.linalg.lstsq(tbar, -jnp.sqrt(squared) * rhs_unit)[0]
+    direction = basis[:m].T @ coefficients
+    slope = direction @ matvec(g)            # <p, H g> = -||H p||^2 <= 0
+
+    def accept(a):
+      new = squared_norm(x + a * direction)
+      return jnp.isfinite(new) & (new <= squared + 2 * _ARMIJO * a * slope)
+
+    a = _backtrack(accept, jnp.ones((), flat.dtype))
+    return x + a * direction, (f(x), squared, a)
+
+  x, history = lax.scan(step, flat, jnp.arange(steps))
+  return _search_result(unravel, x, history, f(x), squared_norm(x))
+
+
+def newton_mr(weights, loss, *, steps: int, minres_iterations: int | None = None,
+              key=None) -> CriticalPointSearch:
+  r"""Find a critical point with Newton-MR: MINRES Newton directions, line search on
+  :math:`\|g\|^2`.
+
+  .. math::
+     p_t = \arg\min_{p \in \mathcal K_m(H_t, g_t)} \|H_t p + g_t\| \ (\text{minimum norm}), \qquad
+     \theta_{t+1} = \theta_t + \alpha_t p_t,
+
+  :math:`\alpha_t` the largest of :math:`1, \tfrac12, \tfrac14, \dots` with
+  :math:`\|g(\theta_t + \alpha p_t)\|^2 \le \|g_t\|^2 + 2\rho\,\alpha\, \langle p_t, H_t g_t\rangle`
+  (:math:`\rho = 10^{-4}`; :math:`\langle p, H g\rangle = -\|H p\|^2 \le 0`, so :math:`p` descends
+  on :math:`\|g\|^2`). The MINRES step is computed from ``minres_iterations`` Lanczos steps with
+  full reorthogonalisation and a dense least-squares solve of the small :math:`(m+1)\times m`
+  tridiagonal system (minimum-norm, like MINRES-QLP on singular Hessians), matrix-free in
+  :math:`H`. Newton-MR is attracted to critical points of every index. One compiled ``lax.scan``;
+  vmappable.
+
+  Args:
+    weights: start ``(W_1, ..., W_N)``.
+    loss: a :class:`lintraj.losses.Loss` or a function of the end-to-end matrix.
+    steps: Newton iterations.
+    minres_iterations: Krylov dimension :math:`m` (default ``min(P, 50)``; near :math:`P` the
+      minimum-norm solve reaches the near-null directions and the line search shortens the steps).
+    key: PRNG key for Lanczos restarts on breakdown (default ``PRNGKey(0)``).
+
+  Returns:
+    A :class:`CriticalPointSearch`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, lintraj as lt
+    >>> with jax.enable_x64(True):
+    ...   ws = (jnp.full((1, 1), 0.1), jnp.full((1, 1), -0.05))
+    ...   out = newton_mr(ws, lt.losses.target(jnp.array([[1.0]])), steps=20)
+    >>> float(out.squared_grad_norm[-1]) < 1e-10, round(float(out.loss[-1]), 6)
+    (True, 0.5)
+
+  References:
+    Roosta, Liu, Xu, Mahoney. Newton-MR: Newton's Method Without Smoothness or Convexity.
+    arXiv 1810.00303, Algorithm 1; Frye et al., arXiv 1901.10603 (Newton-MR finds critical points
+    of the deep linear autoencoder best); Choi, Paige, Saunders. MINRES-QLP. SIAM J. Sci.
+    Comput. 2011.
+  """
+  weights, loss = _check_network(weights, loss)
+  steps = _check_steps(steps)
+  size = _num_params(weights)
+  m = min(size, 50) if minres_iterations is None else min(
+      check_int("minres_iterations", minres_iterations, 1), size)
+  return _newton_mr_run(weights, loss, _default_key(key), steps, m)
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _damped_newton_run(weights, loss, lr, damping, rcond, steps):
+  flat, unravel, f = _flat_loss(weights, loss)
+  grad = jax.grad(f)
+
+  def step(x, _):
+    g = grad(x)
+    eigenvalues, eigenvectors = jnp.linalg.eigh(jax.hessian(f)(x))
+    shifted = eigenvalues + damping
+    kept = jnp.abs(shifted) > rcond * jnp.max(jnp.abs(shifted))
+    inverse = jnp.where(kept, 1.0 / jnp.where(kept, shifted, 1.0), 0.0)
+    direction = -eigenvectors @ (inverse * (eigenvectors.T @ g))
+    return x + lr * direction, (f(x), g @ g, lr)
+
+  x, history = lax.scan(step, flat, None, length=steps)
+  g = grad(x)
+  return _search_result(unravel, x, history, f(x), g @ g)
+
+
+def damped_newton(weights, loss, *, steps: int, lr: float = 0.5, damping: float = 0.0,
+                  rcond: float = 1e-10) -> CriticalPointSearch:
+  r"""Find a critical point with damped Newton: a fixed fraction of the (shifted,
+  pseudo-inverse) Newton step.
+
+  .. math::
+     \theta_{t+1} = \theta_t - \alpha\, (H_t + \mu I)^{+} g_t ,
+
+  :math:`\alpha` = ``lr``, :math:`\mu` = ``damping``; the pseudo-inverse drops eigenvalues of
+  :math:`H_t + \mu I` below ``rcond`` times the largest in magnitude (the Hessian of a deep linear
+  network is singular along its symmetries). With :math:`\mu = 0` this is Newton's root-finding
+  iteration on :math:`g = 0`, attracted to critical points of every index. Dense Hessian
+  (eigendecomposition every step): small networks. One compiled ``lax.scan``; vmappable.
+
+  Args:
+    weights: start ``(W_1, ..., W_N)``.
+    loss: a :class:`lintraj.losses.Loss` or a function of the end-to-end matrix.
+    steps: iterations.
+    lr: step fraction :math:`0 < \alpha \le 1`.
+    damping: shift :math:`\mu \ge 0`.
+    rcond: relative cutoff of the pseudo-inverse.
+
+  Returns:
+    A :class:`CriticalPointSearch` (``step_size`` is ``lr`` at every step).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, lintraj as lt
+    >>> with jax.enable_x64(True):
+    ...   ws = (jnp.full((1, 1), 0.1), jnp.full((1, 1), -0.05))
+    ...   out = damped_newton(ws, lt.losses.target(jnp.array([[1.0]])), steps=60)
+    >>> float(out.squared_grad_norm[-1]) < 1e-10, round(float(out.loss[-1]), 6)
+    (True, 0.5)
+
+  References:
+    Nocedal, Wright. Numerical Optimization, 2nd ed., Section 3.3 (Newton's method with step
+    length); Frye et al., arXiv 1901.10603, Section 2.2 (Newton methods as critical-point finders).
+  """
+  weights, loss = _check_network(weights, loss)
+  steps = _check_steps(steps)
+  dtype = weights[0].dtype
+  lr = check_positive("lr", lr)
+  if lr > 1:
+    raise ValueError(f"lr is the fraction of the Newton step taken, in (0, 1]; got {lr}.")
+  damping = check_positive("damping", damping, allow_zero=True)
+  rcond = check_positive("rcond", rcond)
+  return _damped_newton_run(weights, loss, jnp.asarray(lr, dtype), jnp.asarray(damping, dtype),
+                            jnp.asarray(rcond, dtype), steps)
