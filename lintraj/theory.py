@@ -32,7 +32,8 @@ from lintraj.recording import Trajectory
 from lintraj.validation import check_int, check_lr, check_positive
 
 __all__ = ["Theorem1", "theorem1", "iterations_bound", "Theorem1Check", "check_theorem1",
-           "end_to_end_velocity", "end_to_end_flow", "mode_strength", "singular_value_velocity"]
+           "end_to_end_velocity", "end_to_end_flow", "mode_strength", "singular_value_velocity",
+           "flattest_sharpness", "gradient_flow_sharpness"]
 
 
 def _check_depth(depth) -> int:
@@ -514,3 +515,72 @@ def mode_strength(t, s, u0, depth: int) -> jnp.ndarray:
   pad = lambda x, value: jnp.concatenate([x.reshape(-1), jnp.full((padded - size,), value, dtype)])
   u = _mode_strength(pad(t, 0.0), pad(s, 1.0), pad(u0, 1.0), depth)
   return u[:size].reshape(shape)
+
+
+def flattest_sharpness(depth: int, sigma_max: float) -> float:
+  r"""The least sharpness of any global minimum of :math:`\tfrac12\|W_N \cdots W_1 - \Phi\|_F^2`:
+  :math:`S_{\min} = N \sigma_{\max}(\Phi)^{2 - 2/N}`, attained at the balanced minima.
+
+  At a global minimum the Hessian is :math:`H = J^\top J` (:math:`J` the Jacobian of the
+  end-to-end matrix in the weights); along the top singular direction of :math:`\Phi`, Cauchy-Schwarz
+  and AM-GM over the layers' singular values bound :math:`\lambda_{\max}(H)` below by
+  :math:`S_{\min}`, with equality exactly at the balanced minima. GD with
+  :math:`\eta > 2/S_{\min}` cannot converge to any global minimum (the edge-of-stability study,
+  :mod:`lintraj.reproductions.edge_of_stability`).
+
+  Example:
+    >>> round(flattest_sharpness(3, 2.0), 6)   # 3 * 2^(4/3)
+    7.559526
+
+  References:
+    Derived for lintraj (docs/theory.md); the value at the balanced minimum is checked against
+    the dense Hessian in tests/test_landscape.py. Related [not checked against the paper]: Mulayoff, Michaeli. Unique
+    properties of flat minima in deep networks. ICML 2020.
+  """
+  depth = _check_depth(depth)
+  sigma_max = check_positive("sigma_max", sigma_max)
+  return float(depth * sigma_max ** (2 - 2 / depth))
+
+
+def gradient_flow_sharpness(magnitudes, phi: float) -> np.ndarray:
+  r"""Sharpness of the global minimum that gradient flow reaches from a scalar chain (GFS sharpness).
+
+  Gradient flow on :math:`\tfrac12(w_N \cdots w_1 - \phi)^2` conserves :math:`w_i^2 - w_j^2`, so it
+  ends at :math:`w_i^2 = a_i + s` with :math:`a_i = w_i(0)^2` and :math:`s` the root of
+  :math:`\prod_i (a_i + s) = \phi^2` on :math:`s > -\min_i a_i` (increasing there, so unique; found
+  by bisection). The sharpness there is :math:`\sum_i \phi^2 / (a_i + s)` (:math:`H = J^\top J`,
+  :math:`J_i = \phi / w_i`). Assumes the flow does not stall at a saddle (two layers reaching 0 at
+  once, a non-generic start).
+
+  Args:
+    magnitudes: ``(..., N)`` the layer magnitudes :math:`|w_i|` (e.g. a run's
+      ``layer_singular_values``); NaN rows give NaN.
+    phi: the target, :math:`\phi > 0`.
+
+  Returns:
+    ``(...,)`` the GFS sharpness.
+
+  Example:
+    >>> round(float(gradient_flow_sharpness([0.1, 0.1, 0.1], 2.0)), 6)   # balanced: S_min
+    7.559526
+    >>> float(gradient_flow_sharpness([2.0, 1.0], 2.0))                  # already a minimum
+    5.0
+
+  References:
+    Kreisler, Nacson, Soudry, Carmon. Gradient Descent Monotonically Decreases the Sharpness of
+    Gradient Flow Solutions in Scalar Networks and Beyond. ICML 2023 (arXiv 2305.13064).
+  """
+  phi = check_positive("phi", phi)
+  a = np.asarray(magnitudes, np.float64) ** 2
+  if a.ndim < 1 or a.shape[-1] < 1:
+    raise ValueError(f"magnitudes must have a last axis of N >= 1 layer magnitudes; got shape {a.shape}.")
+  depth = a.shape[-1]
+  lo, hi = -np.min(a, axis=-1), np.full(a.shape[:-1], float(phi) ** (2 / depth))
+  target = 2 * np.log(float(phi))
+  with np.errstate(invalid="ignore", divide="ignore"):
+    for _ in range(120):
+      mid = 0.5 * (lo + hi)
+      below = np.sum(np.log(np.maximum(a + mid[..., None], 0.0)), axis=-1) < target
+      lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    s = 0.5 * (lo + hi)
+    return float(phi) ** 2 * np.sum(1 / (a + s[..., None]), axis=-1)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from lintraj import reproductions
+from lintraj import reproductions, theory
 from lintraj.cli import main
 from lintraj.reproductions import edge_of_stability as eos
 
@@ -181,8 +181,8 @@ def test_gradient_flow_sharpness_matches_np_roots():
   rng = np.random.default_rng(0)
   magnitudes = rng.uniform(0.05, 3.0, size=(20, 4))
   expected = [_flow_sharpness(m, 1.7) for m in magnitudes]
-  np.testing.assert_allclose(eos.gradient_flow_sharpness(magnitudes, 1.7), expected, rtol=1e-10)
-  assert eos.flattest_sharpness(4, 1.7) == pytest.approx(float(eos.gradient_flow_sharpness(np.full(4, 0.3), 1.7)))
+  np.testing.assert_allclose(theory.gradient_flow_sharpness(magnitudes, 1.7), expected, rtol=1e-10)
+  assert theory.flattest_sharpness(4, 1.7) == pytest.approx(float(theory.gradient_flow_sharpness(np.full(4, 0.3), 1.7)))
 
 
 def test_classify_tail():

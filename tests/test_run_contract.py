@@ -196,6 +196,11 @@ def test_deprecated_paths_warn_and_work(tmp_path, monkeypatch):
   with pytest.warns(DeprecationWarning, match="lintraj.recording"):
     old = importlib.import_module("lintraj.trajectory")
   assert old.Trajectory is lt.Trajectory
+  monkeypatch.delitem(sys.modules, "lintraj.landscape_studies", raising=False)
+  with pytest.warns(DeprecationWarning, match="lintraj.reproductions.landscape_studies"):
+    studies = importlib.import_module("lintraj.landscape_studies")
+  from lintraj.reproductions import landscape_studies
+  assert studies.run_saddles is landscape_studies.run_saddles
   ws, loss = _problem()
   path = tmp_path / "c.npz"
   traj = lt.gradient_descent(ws, loss, lr=0.1, steps=6, checkpoint=path, checkpoint_every=3)

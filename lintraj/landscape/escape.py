@@ -16,8 +16,6 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from lintraj._curvature import _dense_hessian
-from lintraj.losses import as_loss
 from lintraj.validation import check_int, check_positive
 
 __all__ = ["PerturbedGradientDescentState", "perturbed_gradient_descent", "saddle_free_newton"]
@@ -96,7 +94,7 @@ def perturbed_gradient_descent(lr: float, *, radius: float, grad_threshold: floa
   return optax.GradientTransformation(init, update)
 
 
-def saddle_free_newton(loss, lr: float = 1.0, *, damping: float = 1e-3) -> optax.GradientTransformation:
+def saddle_free_newton(lr: float = 1.0, *, damping: float = 1e-3) -> optax.GradientTransformationExtraArgs:
   r"""Saddle-free Newton (Dauphin et al. 2014) as an optax transformation, usable with :func:`lintraj.train`.
 
   .. math::
@@ -108,23 +106,23 @@ def saddle_free_newton(loss, lr: float = 1.0, *, damping: float = 1e-3) -> optax
   dense eigendecomposition of the Hessian every step (Dauphin et al. approximate it in a Krylov
   subspace): small networks.
 
-  The Hessian needs the loss, so the transformation is built for one: pass the **same** ``loss``
-  to :func:`lintraj.train`. ``update(grads, state, params)`` needs the weights as ``params``
-  (``train`` passes them); :math:`g` is the ``grads`` it is given.
+  The Hessian is that of ``value_fn``, the loss as a function of the weights, which optax's
+  extra-args protocol passes to ``update(grads, state, params, value_fn=...)``;
+  :func:`lintraj.train` and :func:`lintraj.sweep.batch_train` pass it (and the weights as
+  ``params``), so the same transformation serves any loss. :math:`g` is the ``grads`` given.
 
   Args:
-    loss: the :class:`lintraj.losses.Loss` (or function of the end-to-end matrix) being trained.
     lr: step size :math:`\eta`.
     damping: :math:`\mu > 0`, keeps the step finite where :math:`H` is singular.
 
   Returns:
-    An ``optax.GradientTransformation`` (stateless).
+    An ``optax.GradientTransformationExtraArgs`` (stateless).
 
   Example:
     >>> import jax, jax.numpy as jnp, lintraj as lt
     >>> loss = lt.losses.target(jnp.diag(jnp.array([1.0, 0.5])))
-    >>> ws = lt.init.balanced(jax.random.PRNGKey(0), (2, 2, 2), std=1e-3)      # near the strict saddle
-    >>> traj = lt.train(ws, loss, saddle_free_newton(loss, 0.5), steps=100, record_every=100)
+    >>> ws = lt.init.balanced(jax.random.PRNGKey(0), (2, 2, 2), std=1e-3)  # near the strict saddle
+    >>> traj = lt.train(ws, loss, saddle_free_newton(0.5), steps=100, record_every=100)
     >>> bool(traj.loss[-1] < 1e-6)
     True
 
@@ -132,7 +130,10 @@ def saddle_free_newton(loss, lr: float = 1.0, *, damping: float = 1e-3) -> optax
     Dauphin, Pascanu, Gulcehre, Cho, Ganguli, Bengio. Identifying and attacking the saddle point
     problem in high-dimensional non-convex optimization. NeurIPS 2014 (arXiv 1406.2572), Section 5.
   """
-  loss = as_loss(loss)
+  if callable(lr):
+    raise ValueError("saddle_free_newton no longer takes the loss: the run passes it to the "
+                     "update as value_fn (optax's extra-args protocol). Call "
+                     "saddle_free_newton(lr, damping=...).")
   lr = check_positive("lr", lr)
   damping = check_positive("damping", damping)
 
@@ -140,13 +141,17 @@ def saddle_free_newton(loss, lr: float = 1.0, *, damping: float = 1e-3) -> optax
     del params
     return optax.EmptyState()
 
-  def update(grads, state, params=None):
-    if params is None:
-      raise ValueError("saddle_free_newton needs the weights: call update(grads, state, params) "
-                       "(lintraj.train does).")
+  def update(grads, state, params=None, *, value_fn=None, **extra_args):
+    del extra_args
+    if params is None or value_fn is None:
+      raise ValueError("saddle_free_newton needs the weights and the loss: call "
+                       "update(grads, state, params, value_fn=loss_of_weights) (lintraj.train "
+                       "does).")
     flat_grads, unravel = ravel_pytree(grads)
-    eigenvalues, eigenvectors = jnp.linalg.eigh(_dense_hessian(tuple(params), loss))
+    flat, unravel_params = ravel_pytree(params)
+    hessian = jax.hessian(lambda theta: value_fn(unravel_params(theta)))(flat)
+    eigenvalues, eigenvectors = jnp.linalg.eigh(hessian)
     scaled = (eigenvectors.T @ flat_grads) / (jnp.abs(eigenvalues) + damping)
     return unravel(-lr * (eigenvectors @ scaled)), state
 
-  return optax.GradientTransformation(init, update)
+  return optax.GradientTransformationExtraArgs(init, update)

@@ -71,11 +71,11 @@ REGISTRY = {
         "Arora, Cohen, Hu, Luo 2019: matrix completion by depth-2/3/4 factorizations; depth "
         "separates the top singular values more sharply (implicit low-rank bias)", _COMMON),
     "critical-points": Reproduction(
-        "lintraj.landscape_studies", "run_critical_points",
+        "lintraj.reproductions.landscape_studies", "run_critical_points",
         "Frye et al. 2019: critical-point finders on a deep linear autoencoder from many starts, "
         "against its analytic critical points (loss, index, gradient-flat points)", ("pdf",)),
     "saddles": Reproduction(
-        "lintraj.landscape_studies", "run_saddles",
+        "lintraj.reproductions.landscape_studies", "run_saddles",
         "Kawaguchi 2016: escaping the origin, a strict saddle at depth 2 and a non-strict one at "
         "depth 3, by GD, perturbed GD and saddle-free Newton; the Hessian spectrum along the way", ("pdf",)),
     "edge-of-stability": Reproduction(

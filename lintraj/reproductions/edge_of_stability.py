@@ -26,7 +26,7 @@ Two closed forms are the references.
 - **Gradient-flow solution (GFS) sharpness** of the scalar chain [D]: gradient flow conserves
   :math:`w_i^2 - w_j^2` (THEORY.md, conservation), so from any point it reaches the minimum with
   :math:`w_i^2 = w_i(0)^2 + s`, :math:`\prod_i (w_i(0)^2 + s) = \phi^2`, of sharpness
-  :math:`\sum_i \phi^2 / w_i^2` (:func:`gradient_flow_sharpness`). Kreisler et al. (2023) prove that
+  :math:`\sum_i \phi^2 / w_i^2` (:func:`lintraj.theory.gradient_flow_sharpness`). Kreisler et al. (2023) prove that
   GD decreases it monotonically [P; their step-size conditions not checked here].
 
 Measured in the default run (fractions 0.2, 0.25, ..., 1.4 without 1.0; 10^4 steps; every number is in
@@ -91,10 +91,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from lintraj import init, losses
+from lintraj.theory import flattest_sharpness, gradient_flow_sharpness
 from lintraj.reproductions.output import pyplot, write_outputs
 from lintraj.sweep import batch_gradient_descent
 
-__all__ = ["run", "protocol", "flattest_sharpness", "gradient_flow_sharpness", "matrix_problem",
+__all__ = ["run", "protocol", "matrix_problem",
            "classify_tail"]
 
 NAME = "edge-of-stability"
@@ -114,66 +115,6 @@ def protocol(quick: bool) -> dict:
       matrix_fractions=(0.5, 0.8, 1.1) if quick else default,
       showcase_depth=3, showcase_fractions=(0.5, 0.9, 1.1),
       steps=1500 if quick else 10_000)
-
-
-def flattest_sharpness(depth: int, sigma_max: float) -> float:
-  r"""The least sharpness of any global minimum of :math:`\tfrac12\|W_N \cdots W_1 - \Phi\|_F^2`:
-  :math:`S_{\min} = N \sigma_{\max}(\Phi)^{2 - 2/N}`, attained at the balanced minima.
-
-  Derived in the module docstring (:math:`H = J^\top J` at a minimum, Cauchy-Schwarz and AM-GM
-  along the top singular direction); GD with :math:`\eta > 2/S_{\min}` cannot converge.
-
-  Example:
-    >>> round(flattest_sharpness(3, 2.0), 6)   # 3 * 2^(4/3)
-    7.559526
-
-  References:
-    Derived here; lintraj.landscape.sharpness (the value at the balanced minimum, checked in
-    tests/test_landscape.py). Related [not checked against the paper]: Mulayoff, Michaeli. Unique
-    properties of flat minima in deep networks. ICML 2020.
-  """
-  return float(depth * float(sigma_max) ** (2 - 2 / depth))
-
-
-def gradient_flow_sharpness(magnitudes, phi: float) -> np.ndarray:
-  r"""Sharpness of the global minimum that gradient flow reaches from a scalar chain (GFS sharpness).
-
-  Gradient flow on :math:`\tfrac12(w_N \cdots w_1 - \phi)^2` conserves :math:`w_i^2 - w_j^2`, so it
-  ends at :math:`w_i^2 = a_i + s` with :math:`a_i = w_i(0)^2` and :math:`s` the root of
-  :math:`\prod_i (a_i + s) = \phi^2` on :math:`s > -\min_i a_i` (increasing there, so unique; found
-  by bisection). The sharpness there is :math:`\sum_i \phi^2 / (a_i + s)` (:math:`H = J^\top J`,
-  :math:`J_i = \phi / w_i`). Assumes the flow does not stall at a saddle (two layers reaching 0 at
-  once, a non-generic start).
-
-  Args:
-    magnitudes: ``(..., N)`` the layer magnitudes :math:`|w_i|` (e.g. a run's
-      ``layer_singular_values``); NaN rows give NaN.
-    phi: the target, :math:`\phi > 0`.
-
-  Returns:
-    ``(...,)`` the GFS sharpness.
-
-  Example:
-    >>> round(float(gradient_flow_sharpness([0.1, 0.1, 0.1], 2.0)), 6)   # balanced: S_min
-    7.559526
-    >>> float(gradient_flow_sharpness([2.0, 1.0], 2.0))                  # already a minimum
-    5.0
-
-  References:
-    Kreisler, Nacson, Soudry, Carmon. Gradient Descent Monotonically Decreases the Sharpness of
-    Gradient Flow Solutions in Scalar Networks and Beyond. ICML 2023 (arXiv 2305.13064).
-  """
-  a = np.asarray(magnitudes, np.float64) ** 2
-  depth = a.shape[-1]
-  lo, hi = -np.min(a, axis=-1), np.full(a.shape[:-1], float(phi) ** (2 / depth))
-  target = 2 * np.log(float(phi))
-  with np.errstate(invalid="ignore", divide="ignore"):
-    for _ in range(120):
-      mid = 0.5 * (lo + hi)
-      below = np.sum(np.log(np.maximum(a + mid[..., None], 0.0)), axis=-1) < target
-      lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    s = 0.5 * (lo + hi)
-    return float(phi) ** 2 * np.sum(1 / (a + s[..., None]), axis=-1)
 
 
 def matrix_problem(p: dict, seed: int = 0):
