@@ -29,17 +29,34 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from lintraj import _distributed, io
 from lintraj._runtime import put_sharded, to_host
-from lintraj.losses import as_loss, check_loss
+from lintraj.losses import as_loss, check_loss, stack_losses
 from lintraj.network import check_weights, end_to_end, layer_dims
 from lintraj.recording import (Recorder, Schedule, check_memory, check_metrics, record_point,
                                record_shapes, recorder, schedule, spec, trajectory,
                                value_and_grad)
 from lintraj.singular_values import lapack_single_thread
-from lintraj.validation import check_checkpoint, check_concrete
+from lintraj.validation import check_checkpoint, check_concrete, check_int, check_positive
 
 __all__ = []
 
 SEGMENT_SECONDS = 0.5  # wall time of one segment of the compiled loop (bounds interrupt latency)
+
+
+class Watch(NamedTuple):
+  """The best record on held-out data so far (runs with ``validation=``)."""
+
+  best: tuple   # the weights at the best record
+  value: Any    # its validation loss (+inf before the first record)
+  step: Any     # int32: its step, or -1
+  wait: Any     # int32: records since it
+
+
+class EarlyStopping(NamedTuple):
+  """Stop after ``patience`` records without a validation loss below the best by more than
+  ``min_delta`` (hashable: part of the compiled program)."""
+
+  patience: int | None = None  # None: never stop, only keep the best record
+  min_delta: float = 0.0
 
 
 class LaneState(NamedTuple):
@@ -48,7 +65,8 @@ class LaneState(NamedTuple):
   weights: tuple
   opt_state: Any
   diverged: Any  # int32: first step with a non-finite loss, or -1
-  stopped: Any   # int32: first step with loss <= stop_at_loss, or -1
+  stopped: Any   # int32: first step with loss <= stop_at_loss (or out of patience), or -1
+  watch: Any = None  # a Watch with validation=, else None
 
 
 class RunState(NamedTuple):
@@ -92,7 +110,7 @@ def _advance(update, lane: LaneState, value, grads, t, stop_at_loss, active, los
   weights, opt_state = lax.cond(
       moving, lambda: update(lane.weights, lane.opt_state, grads, value, loss),
       lambda: (lane.weights, lane.opt_state))
-  return LaneState(weights, opt_state, diverged, stopped)
+  return lane._replace(weights=weights, opt_state=opt_state, diverged=diverged, stopped=stopped)
 
 
 def lane_point(lane: LaneState, loss):
@@ -132,29 +150,49 @@ def _settled(state: RunState, record_every, track_every):
           & jnp.all((done >= 0) & (done <= (state.block - 1) * record_every)))
 
 
-def _run_records(update, state: RunState, loss, stop_at_loss, until, *, schedule: Schedule,
-                 recorder: Recorder, batched, loss_batched):
+def _watch(lane: LaneState, value, t, early: EarlyStopping) -> LaneState:
+  """Keep the best record of held-out loss ``value`` at step ``t``; out of patience, stop at ``t``."""
+  watch, alive = lane.watch, (lane.diverged < 0) & (lane.stopped < 0)
+  improved = alive & (value < watch.value - early.min_delta)
+  keep = lambda new, old: jnp.where(improved, new, old)
+  wait = jnp.where(improved, 0, jnp.where(alive, watch.wait + 1, watch.wait))
+  watch = Watch(jax.tree_util.tree_map(keep, lane.weights, watch.best), keep(value, watch.value),
+                keep(t, watch.step), wait)
+  stopped = lane.stopped
+  if early.patience is not None:
+    stopped = jnp.where(alive & (wait >= early.patience), t, stopped)
+  return lane._replace(watch=watch, stopped=stopped)
+
+
+def _run_records(update, state: RunState, objective, stop_at_loss, until, *, schedule: Schedule,
+                 recorder: Recorder, batched, loss_batched, early=None):
   """Write records ``state.block .. until - 1``; once every lane has settled, stop stepping and
   fill the remaining records with the last one (the lanes are frozen, so the loop would write
   the same record again; tracked metrics only at their records, NaN between) and set the counter
-  to ``T``. A batch runs the single-network functions vmapped.
+  to ``T``. A batch runs the single-network functions vmapped. ``objective`` is ``(loss,
+  validation)`` (``validation`` None without held-out data); with ``early`` (an
+  :class:`EarlyStopping`) the lanes keep their best record on it and stop out of patience.
   """
+  loss, validation = objective
   steps, record_every, total = schedule.steps, schedule.record_every, schedule.records
   track_every = schedule.track_every if recorder.track else 1
   point, take_steps = lane_point, functools.partial(lane_steps, update)
   record_at = functools.partial(record_point, rec=recorder, track_every=track_every)
+  watch = functools.partial(_watch, early=early)
   if batched:
     loss_axis = 0 if loss_batched else None
     point = jax.vmap(point, in_axes=(0, loss_axis))
     take_steps = jax.vmap(take_steps, in_axes=(0, 0, 0, loss_axis, 0, None, None))
-    record_at = jax.vmap(record_at, in_axes=(0, 0, 0, loss_axis, 0, None))
+    record_at = jax.vmap(record_at, in_axes=(0, 0, 0, loss_axis, 0, None, loss_axis))
+    watch = jax.vmap(watch, in_axes=(0, 0, None))
   axis = 1 if batched else 0
 
   def body(state):
     t0 = state.block * record_every
     value, grads, invalid = point(state.lanes, loss)
-    rec = record_at(state.lanes.weights, value, grads, loss, invalid, state.block)
-    lanes = take_steps(state.lanes, value, grads, loss, stop_at_loss, t0,
+    rec = record_at(state.lanes.weights, value, grads, loss, invalid, state.block, validation)
+    lanes = state.lanes if early is None else watch(state.lanes, rec["validation_loss"], t0)
+    lanes = take_steps(lanes, value, grads, loss, stop_at_loss, t0,
                        jnp.minimum(record_every, steps - t0))
     records = jax.tree_util.tree_map(
         lambda buf, r: lax.dynamic_update_index_in_dim(buf, r.astype(buf.dtype), state.block, axis),
@@ -198,15 +236,15 @@ def _per_device(run, mesh, loss_batched):
 
 
 @functools.partial(jax.jit, static_argnames=("update", "schedule", "recorder", "batched",
-                                             "loss_batched", "mesh"), donate_argnums=0)
-def _segment(state, loss, stop_at_loss, until, *, update, schedule, recorder, batched=False,
-             loss_batched=False, mesh=None):
+                                             "loss_batched", "mesh", "early"), donate_argnums=0)
+def _segment(state, objective, stop_at_loss, until, *, update, schedule, recorder, batched=False,
+             loss_batched=False, mesh=None, early=None):
   """The compiled loop, from ``state.block`` to record ``until``."""
   run = functools.partial(_run_records, update, schedule=schedule, recorder=recorder,
-                          batched=batched, loss_batched=loss_batched)
+                          batched=batched, loss_batched=loss_batched, early=early)
   if mesh is not None:
     run = _per_device(run, mesh, loss_batched)
-  return run(state, loss, stop_at_loss, until)
+  return run(state, objective, stop_at_loss, until)
 
 
 def records_written(state: RunState) -> int:
@@ -215,11 +253,11 @@ def records_written(state: RunState) -> int:
 
 
 def state_shapes(lanes: LaneState, loss, schedule: Schedule, recorder: Recorder, *,
-                 batched=False) -> RunState:
+                 batched=False, validation=None) -> RunState:
   """The shapes and dtypes (``jax.ShapeDtypeStruct``) of a run's :class:`RunState` (one record
   counter, as a checkpoint stores it)."""
   lane_weights = jax.tree_util.tree_map(lambda w: w[0], lanes.weights) if batched else lanes.weights
-  rec = record_shapes(lane_weights, loss, recorder)
+  rec = record_shapes(lane_weights, loss, recorder, validation)
   lead = ((np.shape(lanes.diverged)[0],) if batched else ()) + (schedule.records,)
   as_struct = lambda x: jax.ShapeDtypeStruct(*spec(x))
   return RunState(jax.tree_util.tree_map(as_struct, lanes),
@@ -248,7 +286,7 @@ def _fresh_state(lanes, block, record_specs, records_treedef) -> RunState:
 
 
 def initial_state(lanes: LaneState, loss, schedule, recorder, *, batched=False, saved=None,
-                  mesh=None) -> RunState:
+                  mesh=None, validation=None) -> RunState:
   """The loop's starting carry: fresh copies of ``lanes`` and NaN buffers for ``T`` records, or
   the ``saved`` state (host arrays) put on the devices.
 
@@ -267,7 +305,7 @@ def initial_state(lanes: LaneState, loss, schedule, recorder, *, batched=False, 
   if saved is not None:
     return RunState(jax.tree_util.tree_map(place, saved.lanes),
                     jax.tree_util.tree_map(place, saved.records), place(block))
-  shapes = state_shapes(lanes, loss, schedule, recorder, batched=batched)
+  shapes = state_shapes(lanes, loss, schedule, recorder, batched=batched, validation=validation)
   if mesh is None:
     leaves, treedef = jax.tree_util.tree_flatten(shapes.records)
     return _fresh_state(lanes, block, tuple((x.shape, x.dtype) for x in leaves), treedef)
@@ -333,6 +371,8 @@ class Job(NamedTuple):
     checkpoint: a path, or None.
     call: JSON arguments of the run function, for its checkpoint.
     arrays: array arguments of the run function, for its checkpoint.
+    validation: the held-out loss (batched like ``loss``), or None.
+    early: the :class:`EarlyStopping` rule with ``validation``, else None.
   """
 
   kind: str
@@ -349,6 +389,46 @@ class Job(NamedTuple):
   checkpoint: str | None = None
   call: dict = {}
   arrays: dict = {}
+  validation: Any = None
+  early: EarlyStopping | None = None
+
+
+def _first_watch(lanes: LaneState, batched) -> Watch:
+  """No best record yet: the starting weights, validation loss +inf, step -1, no wait."""
+  lead = np.shape(lanes.diverged)
+  dtype = jax.tree_util.tree_leaves(lanes.weights)[0].dtype
+  return Watch(tuple(np.array(w) for w in lanes.weights), np.full(lead, np.inf, dtype),
+               np.full(lead, -1, np.int32), np.zeros(lead, np.int32))
+
+
+def check_held_out(validation, patience, min_delta, lane_weights, *, loss_batched=False,
+                   lanes=None, checkpoint=None):
+  """``(validation loss, EarlyStopping)`` of a run's ``validation=`` / ``patience=`` /
+  ``min_delta=``, both None without validation; ValueError naming the fix. A batch with one loss
+  per lane takes one validation loss per lane (stacked), a shared loss a shared one."""
+  if validation is None:
+    if patience is not None:
+      raise ValueError("patience= stops on the validation loss: pass validation= (a loss on "
+                       "held-out data) too.")
+    return None, None
+  if checkpoint is not None:
+    raise ValueError("checkpoints of runs with validation= are not supported yet: drop "
+                     "checkpoint= or validation=.")
+  patience = None if patience is None else check_int("patience", patience, 1)
+  min_delta = check_positive("min_delta", min_delta, allow_zero=True)
+  many = isinstance(validation, (list, tuple))
+  if many != loss_batched:
+    raise ValueError("validation= must be of the same kind as loss=: one loss per lane when loss "
+                     "is a sequence of per-lane losses, else one loss shared by every lane.")
+  if many:
+    if len(validation) != lanes:
+      raise ValueError(f"validation has {len(validation)} entries but the batch has {lanes} "
+                       "lanes; give one validation loss per lane.")
+    checked = [check_held_out(v, None, 0.0, lane_weights)[0] for v in validation]
+    validation = stack_losses(checked)
+  else:
+    validation = check_loss(as_loss(validation), lane_weights)
+  return validation, EarlyStopping(patience, min_delta)
 
 
 def _take(tree, index):
@@ -415,16 +495,19 @@ def execute(job: Job, meter=None, saved=None):
   padded with copies of the chunk's last lane (they settle with it, so they never prolong the
   loop); each chunk's records are gathered on the host.
   """
+  if job.validation is not None and job.lanes.watch is None:
+    job = job._replace(lanes=job.lanes._replace(watch=_first_watch(job.lanes, job.batched)))
   schedule, recorder, batched = job.schedule, job.recorder, job.batched
   compiled = dict(update=job.update, schedule=schedule.compiled(), recorder=recorder,
-                  batched=batched, loss_batched=job.loss_batched, mesh=job.mesh)
+                  batched=batched, loss_batched=job.loss_batched, mesh=job.mesh, early=job.early)
+  objective = (job.loss, job.validation)
   dtype = jax.tree_util.tree_leaves(job.lanes.weights)[0].dtype
   devices = 1 if job.mesh is None else job.mesh.size
   lanes = np.shape(job.lanes.diverged)[0] if batched else None
   chunk = (job.batch_size or 1) * devices
-  lane_loss = _take(job.loss, 0) if job.loss_batched else job.loss
+  lane_loss, lane_validation = _take(objective, 0) if job.loss_batched else objective
   weights0 = _take(job.lanes.weights, 0) if batched else job.lanes.weights
-  check_memory(weights0, lane_loss, schedule, recorder, device_lanes=job.batch_size or 1,
+  check_memory(weights0, lane_loss, schedule, recorder, lane_validation, device_lanes=job.batch_size or 1,
                host_lanes=lanes or 0,
                devices=None if job.mesh is None else list(job.mesh.devices.flat))
   if batched:  # every process must make this call, with these arguments (else: a ValueError)
@@ -443,7 +526,8 @@ def execute(job: Job, meter=None, saved=None):
 
   def template(n):
     lane_state = job.lanes if not batched else _take(job.lanes, np.zeros(n, int))
-    return state_shapes(lane_state, lane_loss, schedule, recorder, batched=batched)
+    return state_shapes(lane_state, lane_loss, schedule, recorder, batched=batched,
+                        validation=lane_validation)
 
   lo, finished, current = 0, [], None
   if saved is not None:
@@ -453,8 +537,8 @@ def execute(job: Job, meter=None, saved=None):
       finished = [restore(template(lo), _unprefix(leaves, "finished/"))]
     current = restore(template(call["chunk_lanes"]), _unprefix(leaves, "current/"))
     _check_fingerprint(job, current, leaves.get("fingerprint"), lo)
-  shared_loss = None if job.loss_batched else jax.tree_util.tree_map(
-      lambda x: put(x, PartitionSpec()), job.loss)
+  shared = None if job.loss_batched else jax.tree_util.tree_map(
+      lambda x: put(x, PartitionSpec()), objective)
   lane_spec = PartitionSpec("lanes") if batched else PartitionSpec()
   try:
     while lo < (lanes or 1):
@@ -470,11 +554,11 @@ def execute(job: Job, meter=None, saved=None):
         n, index, start, lane_state = None, None, current, job.lanes
       current = None
       state = initial_state(lane_state, lane_loss, schedule, recorder, batched=batched,
-                            saved=start, mesh=job.mesh)
-      chunk_loss = (jax.tree_util.tree_map(lambda x: put(np.asarray(x)[index], lane_spec), job.loss)
-                    if job.loss_batched else shared_loss)
+                            saved=start, mesh=job.mesh, validation=lane_validation)
+      placed = (jax.tree_util.tree_map(lambda x: put(np.asarray(x)[index], lane_spec), objective)
+                if job.loss_batched else shared)
       chunk_stop = put((job.stop if index is None else job.stop[index]).astype(dtype), lane_spec)
-      segment = lambda s, until: _segment(s, chunk_loss, chunk_stop, until, **compiled)
+      segment = lambda s, until: _segment(s, placed, chunk_stop, until, **compiled)
       writer = None
       if job.checkpoint is not None:
         finished = [_concat(finished)] if finished else []
@@ -503,7 +587,7 @@ def execute(job: Job, meter=None, saved=None):
       meter.close()
   done = _concat(finished)
   return trajectory(done.records, schedule, done.lanes.weights, done.lanes.diverged,
-                    done.lanes.stopped, batched=batched)
+                    done.lanes.stopped, batched=batched, watch=done.lanes.watch)
 
 
 def _writer(job: Job, position: dict, finished: list, n, loss0):

@@ -48,7 +48,8 @@ def check_optimizer(optimizer) -> optax.GradientTransformation:
 
 def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, stop_at_loss=None,
                      track=(), track_every: int = 1, singular_values: str = "batched",
-                     metrics=None, progress=False, checkpoint=None,
+                     metrics=None, validation=None, patience: int | None = None,
+                     min_delta: float = 0.0, progress=False, checkpoint=None,
                      checkpoint_every: int | None = None) -> Trajectory:
   r"""Full-batch gradient descent on the network loss :math:`L^N(W_1..W_N) = L^1(W_{1:N})`,
   recording the theory's metrics every ``record_every`` steps.
@@ -91,6 +92,15 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
       weights tuple, recorded at every record as ``traj.metrics[name]`` (leading axis ``T``);
       ready ones are in :mod:`lintraj.metrics`. Checkpoints store them by reference (a function
       at the top level of an importable module), else ``resume(path, metrics=...)`` needs them.
+    validation: a loss of the same kind on held-out data (e.g.
+      ``lt.losses.regression(x_test, y_test)``), recorded at every record as
+      ``traj.validation_loss``; the trajectory keeps the weights and step of the record where it
+      was lowest (``traj.best``, ``traj.best_step``). Not yet with ``checkpoint=``.
+    patience: with ``validation``, stop after this many records in a row without a validation
+      loss below the best by more than ``min_delta`` (early stopping on held-out data, checked at
+      records only); ``stopped_step`` is the step of the record that ran out of patience.
+      None (default): never stop on it.
+    min_delta: the improvement that counts, :math:`\ge 0`.
     progress: True for a tqdm bar, False, or a meter of your own (:class:`lintraj.progress.Meter`).
       Every run is cut into segments of about half a second of the same compiled loop, so the
       records are identical with and without a bar, and an interrupt (Ctrl-C, a notebook's stop
@@ -128,9 +138,10 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
       "gradient_descent", weights, loss, steps=steps, record_every=record_every, track=track,
       track_every=track_every, singular_values=singular_values, metrics=metrics,
       checkpoint=checkpoint, checkpoint_every=checkpoint_every, lr=lr, stop_at_loss=stop_at_loss)
+  held_out = _engine.check_held_out(validation, patience, min_delta, weights, checkpoint=path)
   job = _gradient_descent_job(weights, loss, check_lr(lr), _single_stop(stop_at_loss), sched, rec,
                               path)
-  return _engine.execute(job, meter(progress))
+  return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
 
 
 def _gradient_descent_job(weights, loss, lr, stop, sched, rec, path) -> _engine.Job:
@@ -150,7 +161,8 @@ def resume_gradient_descent(call, arrays, loss, sched, rec, path, optimizer=None
 
 def train(weights, loss, optimizer: optax.GradientTransformation, *, steps: int,
           record_every: int = 1, stop_at_loss=None, track=(), track_every: int = 1,
-          singular_values: str = "batched", metrics=None, progress=False, checkpoint=None,
+          singular_values: str = "batched", metrics=None, validation=None,
+          patience: int | None = None, min_delta: float = 0.0, progress=False, checkpoint=None,
           checkpoint_every: int | None = None) -> Trajectory:
   r"""Train the network with any optax optimizer, recording like :func:`gradient_descent`
   (every argument but ``lr`` as there).
@@ -182,9 +194,10 @@ def train(weights, loss, optimizer: optax.GradientTransformation, *, steps: int,
       "train", weights, loss, steps=steps, record_every=record_every, track=track,
       track_every=track_every, singular_values=singular_values, metrics=metrics,
       checkpoint=checkpoint, checkpoint_every=checkpoint_every, stop_at_loss=stop_at_loss)
+  held_out = _engine.check_held_out(validation, patience, min_delta, weights, checkpoint=path)
   job = _train_job(weights, loss, check_optimizer(optimizer), _single_stop(stop_at_loss), sched,
                    rec, path)
-  return _engine.execute(job, meter(progress))
+  return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
 
 
 def _train_job(weights, loss, optimizer, stop, sched, rec, path) -> _engine.Job:

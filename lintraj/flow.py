@@ -196,7 +196,8 @@ def _flow_functions(loss, recorder: Recorder, track_every: int):
 
   def observe(ws, index):
     value, grads = value_and_grad(ws, loss)
-    return record_point(ws, value, grads, loss, ~jnp.isfinite(value), index, recorder, track_every)
+    return record_point(ws, value, grads, loss, ~jnp.isfinite(value), index, rec=recorder,
+                        track_every=track_every)
 
   return rhs, observe
 

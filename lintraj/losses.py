@@ -9,7 +9,7 @@ function of the end-to-end matrix; wrap it as ``Loss(fn, target=phi)`` to give i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -20,7 +20,7 @@ from lintraj.network import as_float_array, default_float_dtype
 from lintraj.validation import check_positive
 
 __all__ = ["Loss", "as_loss", "check_loss", "target", "regression", "lp_regression",
-           "matrix_completion", "autoencoder_loss"]
+           "matrix_completion", "autoencoder_loss", "stack_losses"]
 
 
 @jax.tree_util.register_pytree_node_class
@@ -296,3 +296,30 @@ def autoencoder_loss(cov) -> Loss:
     Without Local Minima. Neural Networks 2 (1989); Frye et al., arXiv 1901.10603, Section 3.
   """
   return Loss(_reconstruction_error, data=check_covariance(cov), name="autoencoder")
+
+
+def stack_losses(losses: Sequence) -> Loss:
+  """One loss per lane, stacked into a :class:`lintraj.losses.Loss` whose data and target have a
+  leading lane axis; every loss must have the same function and array shapes.
+
+  Example:
+    >>> import jax.numpy as jnp, lintraj as lt
+    >>> loss = stack_losses([lt.losses.target(jnp.ones((1, 2))), lt.losses.target(jnp.zeros((1, 2)))])
+    >>> loss.target.shape
+    (2, 1, 2)
+  """
+  losses = [as_loss(loss) for loss in losses]
+  if not losses:
+    raise ValueError("loss is an empty sequence; give one loss per lane, or one loss shared by all.")
+  first = losses[0]
+  structure = lambda loss: jax.tree_util.tree_map(np.shape, (loss.data, loss.target))
+  for i, loss in enumerate(losses[1:], start=1):
+    if loss.fn is not first.fn or structure(loss) != structure(first):
+      raise ValueError(f"the per-lane losses differ in kind or shapes: lane 0 is {first!r} with data "
+                       f"shapes {structure(first)}, lane {i} is {loss!r} with {structure(loss)}; a batch "
+                       "needs one function with same-shaped data (e.g. lt.losses.target of same-shaped "
+                       "targets).")
+  stack = lambda *xs: np.stack([np.asarray(x) for x in xs])
+  data = jax.tree_util.tree_map(stack, *[loss.data for loss in losses])
+  target = None if first.target is None else stack(*[loss.target for loss in losses])
+  return Loss(first.fn, data=data, target=target, name=first.name)

@@ -54,6 +54,10 @@ class Trajectory(NamedTuple):
     min_hessian_eigenvalue: likewise with ``track=("min_hessian_eigenvalue",)``: the smallest
       Hessian eigenvalue (negative near a saddle; :func:`lintraj.landscape.hessian_extremes`).
     metrics: None, or a dict ``name -> (T, ...)`` of the user metrics given as ``metrics=``.
+    validation_loss: None, or ``(T,)`` the loss on the held-out data given as ``validation=``.
+    best_step: with ``validation=``, the step of the record with the lowest validation loss (a
+      batch: ``(B,)``, ``-1`` for none).
+    best: with ``validation=``, the weights at that record.
 
   Batched runs (``lintraj.batch_gradient_descent``) add a leading batch axis to every field.
   """
@@ -71,6 +75,9 @@ class Trajectory(NamedTuple):
   sharpness: Any = None
   min_hessian_eigenvalue: Any = None
   metrics: Any = None
+  validation_loss: Any = None
+  best_step: Any = None
+  best: Any = None
 
   def __repr__(self):
     shape = lambda x: "x".join(map(str, np.shape(x))) or "()"
@@ -89,10 +96,12 @@ class Trajectory(NamedTuple):
         parts.append(f"{name} {value}")
       elif value is not None:
         parts.append(f"{name} {int(np.sum(np.asarray(value) >= 0))}/{np.size(value)} lanes")
-    tracked = [name for name in TRACKABLE if getattr(self, name) is not None]
+    tracked = [name for name in TRACKABLE + ("validation_loss",) if getattr(self, name) is not None]
     parts.append("fields " + ", ".join(RECORDED_FIELDS + tuple(tracked)))
     if self.metrics:
       parts.append("metrics " + ", ".join(self.metrics))
+    if self.validation_loss is not None and np.ndim(self.best_step) == 0:
+      parts.append(f"best_step {self.best_step}")
     parts.append("final weights " + ", ".join(shape(w) for w in self.final))
     return f"Trajectory({'; '.join(parts)})"
 
@@ -254,12 +263,13 @@ def record(weights, loss_value, grads, target, *, singular_values: str = "batche
   )
 
 
-def record_point(weights, value, grads, loss, invalid, block, rec: Recorder, track_every: int):
+def record_point(weights, value, grads, loss, invalid, block, validation=None, *, rec: Recorder,
+                 track_every: int):
   """Everything one record holds (built-in fields, tracked curvature, user metrics), all NaN
   where ``invalid``: there the metrics of zeros are computed instead of the weights, which may
   be infinite, so no SVD sees a non-finite matrix. The tracked Hessian extremes only at every
   ``track_every``-th record (``block`` counts records; NaN at the others, not computed): one
-  Lanczos run gives both."""
+  Lanczos run gives both. With a ``validation`` loss, its value as ``validation_loss``."""
   weights = jax.tree_util.tree_map(lambda w: jnp.where(invalid, jnp.zeros_like(w), w), weights)
   out = record(weights, value, grads, loss.target, singular_values=rec.singular_values)
   if rec.track:
@@ -272,6 +282,8 @@ def record_point(weights, value, grads, loss, invalid, block, rec: Recorder, tra
     out.update(lax.cond(block % track_every == 0, curvature, nan))
   if rec.metrics:
     out["metrics"] = {name: jnp.asarray(fn(weights)) for name, fn in rec.metrics}
+  if validation is not None:
+    out["validation_loss"] = validation(end_to_end(weights)).astype(value.dtype)
   return jax.tree_util.tree_map(lambda x: jnp.where(invalid, jnp.nan, x), out)
 
 
@@ -286,26 +298,29 @@ def spec(x):
   return np.shape(x), jax.dtypes.canonicalize_dtype(dtype)
 
 
-def record_shapes(weights, loss, rec: Recorder) -> dict:
-  """Shapes and dtypes of one network's record (traced once per shapes, dtypes, loss kind and
-  recorder)."""
-  leaves, treedef = jax.tree_util.tree_flatten(loss)
+def record_shapes(weights, loss, rec: Recorder, validation=None) -> dict:
+  """Shapes and dtypes of one network's record (traced once per shapes, dtypes, loss kind,
+  recorder and validation loss kind)."""
+  leaves, treedef = jax.tree_util.tree_flatten((loss, validation))
   return _traced_record_shapes(tuple(spec(w) for w in weights), treedef,
                                tuple(spec(x) for x in leaves), rec)
 
 
 @functools.lru_cache(maxsize=256)
-def _traced_record_shapes(weight_specs, loss_treedef, loss_specs, rec) -> dict:
-  loss = jax.tree_util.tree_unflatten(loss_treedef, [jax.ShapeDtypeStruct(*s) for s in loss_specs])
+def _traced_record_shapes(weight_specs, losses_treedef, loss_specs, rec) -> dict:
+  losses = jax.tree_util.tree_unflatten(losses_treedef,
+                                        [jax.ShapeDtypeStruct(*s) for s in loss_specs])
 
-  def point(weights, loss):
+  def point(weights, losses):
+    loss, validation = losses
     value, grads = value_and_grad(weights, loss)
-    return record_point(weights, value, grads, loss, False, 0, rec, 1)
+    return record_point(weights, value, grads, loss, False, 0, validation, rec=rec, track_every=1)
 
-  return jax.eval_shape(point, tuple(jax.ShapeDtypeStruct(*s) for s in weight_specs), loss)
+  return jax.eval_shape(point, tuple(jax.ShapeDtypeStruct(*s) for s in weight_specs), losses)
 
 
-def record_bytes(weights, loss, sched: Schedule, rec: Recorder = Recorder()) -> int:
+def record_bytes(weights, loss, sched: Schedule, rec: Recorder = Recorder(),
+                 validation=None) -> int:
   """Bytes one network's records take: ``T`` records of every field.
 
   Example (3 records of 4 scalars and 2 + 1 + 1 singular values, float32):
@@ -314,20 +329,20 @@ def record_bytes(weights, loss, sched: Schedule, rec: Recorder = Recorder()) -> 
     >>> record_bytes(ws, lt.losses.target(jnp.ones((1, 2))), Schedule(10, 5))
     96
   """
-  shapes = record_shapes(weights, loss, rec)
+  shapes = record_shapes(weights, loss, rec, validation)
   per_record = sum(math.prod(s.shape) * s.dtype.itemsize for s in jax.tree_util.tree_leaves(shapes))
   return per_record * sched.records
 
 
-def check_memory(weights, loss, sched: Schedule, rec: Recorder = Recorder(), *, device_lanes=1,
-                 host_lanes=0, devices=None, fraction=0.8):
+def check_memory(weights, loss, sched: Schedule, rec: Recorder = Recorder(), validation=None, *,
+                 device_lanes=1, host_lanes=0, devices=None, fraction=0.8):
   """ValueError, before running, if the records would not fit in memory.
 
   ``device_lanes`` networks' records are on each of ``devices`` (default: the first device) at
   once; on CPU this process's devices share the host's memory. ``host_lanes`` networks' records
   are gathered on the host. A run may use at most ``fraction`` of the free memory.
   """
-  per_lane = record_bytes(weights, loss, sched, rec)
+  per_lane = record_bytes(weights, loss, sched, rec, validation)
   local = [d for d in (devices or jax.devices()[:1]) if d.process_index == jax.process_index()]
   device = local[0]
   if device.platform == "cpu":
@@ -348,10 +363,11 @@ def check_memory(weights, loss, sched: Schedule, rec: Recorder = Recorder(), *, 
           "device memory shrinks).")
 
 
-def trajectory(records: dict, sched: Schedule, final, diverged, stopped, *,
-               batched: bool) -> Trajectory:
+def trajectory(records: dict, sched: Schedule, final, diverged, stopped, *, batched: bool,
+               watch=None) -> Trajectory:
   """The :class:`Trajectory` of a finished run from its record buffers and lane counters (int
-  or None for a single run; ``(B,)`` int arrays, ``-1`` for never, for a batch)."""
+  or None for a single run; ``(B,)`` int arrays, ``-1`` for never, for a batch), and the best
+  record on held-out data (``watch``: best weights and step) of a run with ``validation=``."""
   steps = sched.record_steps()
   if batched:
     steps = np.tile(steps, (np.shape(diverged)[0], 1))
@@ -359,4 +375,7 @@ def trajectory(records: dict, sched: Schedule, final, diverged, stopped, *,
     as_step = lambda x: None if int(x) < 0 else int(x)
     diverged, stopped = as_step(diverged), as_step(stopped)
     steps = jnp.asarray(steps)
-  return Trajectory(step=steps, final=final, diverged_step=diverged, stopped_step=stopped, **records)
+  best = {} if watch is None else dict(
+      best=watch.best, best_step=np.asarray(watch.step) if batched else as_step(watch.step))
+  return Trajectory(step=steps, final=final, diverged_step=diverged, stopped_step=stopped,
+                    **records, **best)

@@ -25,7 +25,7 @@ import optax
 from lintraj import _engine
 from lintraj import init as inits
 from lintraj._runtime import lane_mesh
-from lintraj.losses import Loss, as_loss
+from lintraj.losses import stack_losses
 from lintraj.network import check_weights
 from lintraj.progress import meter
 from lintraj.recording import Trajectory
@@ -33,33 +33,6 @@ from lintraj.validation import check_int, check_lr, check_stop_at_loss
 
 __all__ = ["batch_gradient_descent", "batch_train", "grid", "fastest", "fastest_iterations", "lane",
            "stack_losses", "lane_mesh"]
-
-
-def stack_losses(losses: Sequence) -> Loss:
-  """One loss per lane, stacked into a :class:`lintraj.losses.Loss` whose data and target have a
-  leading lane axis; every loss must have the same function and array shapes.
-
-  Example:
-    >>> import jax.numpy as jnp, lintraj as lt
-    >>> loss = stack_losses([lt.losses.target(jnp.ones((1, 2))), lt.losses.target(jnp.zeros((1, 2)))])
-    >>> loss.target.shape
-    (2, 1, 2)
-  """
-  losses = [as_loss(loss) for loss in losses]
-  if not losses:
-    raise ValueError("loss is an empty sequence; give one loss per lane, or one loss shared by all.")
-  first = losses[0]
-  structure = lambda loss: jax.tree_util.tree_map(np.shape, (loss.data, loss.target))
-  for i, loss in enumerate(losses[1:], start=1):
-    if loss.fn is not first.fn or structure(loss) != structure(first):
-      raise ValueError(f"the per-lane losses differ in kind or shapes: lane 0 is {first!r} with data "
-                       f"shapes {structure(first)}, lane {i} is {loss!r} with {structure(loss)}; a batch "
-                       "needs one function with same-shaped data (e.g. lt.losses.target of same-shaped "
-                       "targets).")
-  stack = lambda *xs: np.stack([np.asarray(x) for x in xs])
-  data = jax.tree_util.tree_map(stack, *[loss.data for loss in losses])
-  target = None if first.target is None else stack(*[loss.target for loss in losses])
-  return Loss(first.fn, data=data, target=target, name=first.name)
 
 
 def _check_batch(weights) -> tuple:
@@ -100,7 +73,8 @@ def _check_lrs(lr, lanes: int) -> np.ndarray:
 
 def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1,
                            stop_at_loss=None, track=(), track_every: int = 1,
-                           singular_values: str = "batched", metrics=None,
+                           singular_values: str = "batched", metrics=None, validation=None,
+                           patience: int | None = None, min_delta: float = 0.0,
                            batch_size: int | None = None, devices=None, progress=False,
                            checkpoint=None, checkpoint_every: int | None = None) -> Trajectory:
   r"""Gradient descent on a batch of ``B`` networks at once, one compiled loop, lane by lane
@@ -127,6 +101,9 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
     stop_at_loss: threshold, a number or shape ``(B,)``; None never stops.
     track, track_every, singular_values, metrics: as in :func:`lintraj.gradient_descent`
       (``sharpness`` then has shape ``(B, T)``, ``metrics[name]`` ``(B, T, ...)``).
+    validation, patience, min_delta: held-out loss and early stopping on it, per lane, as in
+      :func:`lintraj.gradient_descent`; ``validation`` is one loss per lane when ``loss`` is
+      (``best_step`` has shape ``(B,)``, ``best`` the weights ``(B, d_j, d_{j-1})``).
     batch_size: lanes per device at a time (default: all lanes in one go); a larger batch runs
       in chunks of ``batch_size`` lanes per device, one chunk after another.
     devices: the devices to spread the lanes over (default ``jax.devices()``, all of them).
@@ -164,9 +141,11 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
   stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
   mesh = lane_mesh(devices)
   batch_size = _batch_size(batch_size, lanes, mesh)
+  held_out = _engine.check_held_out(validation, patience, min_delta, lane_weights,
+                                    loss_batched=loss_batched, lanes=lanes, checkpoint=path)
   job = _batch_gradient_descent_job(weights, loss, loss_batched, lrs, stop, sched, rec, batch_size,
                                     mesh, path)
-  return _engine.execute(job, meter(progress))
+  return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
 
 
 def _check_batch_run(run, weights, lane_weights, loss, **kwargs):
@@ -237,8 +216,9 @@ def resume_batch_gradient_descent(call, arrays, loss, sched, rec, path, optimize
 
 def batch_train(weights, loss, optimizer, *, hyperparams=None, steps: int, record_every: int = 1,
                 stop_at_loss=None, track=(), track_every: int = 1,
-                singular_values: str = "batched", metrics=None, batch_size: int | None = None,
-                devices=None, progress=False, checkpoint=None,
+                singular_values: str = "batched", metrics=None, validation=None,
+                patience: int | None = None, min_delta: float = 0.0,
+                batch_size: int | None = None, devices=None, progress=False, checkpoint=None,
                 checkpoint_every: int | None = None) -> Trajectory:
   r"""Train a batch of ``B`` networks with an optax optimizer in one compiled loop, lane by lane
   equal to :func:`lintraj.train` (to rounding, ``stopped_step`` included).
@@ -272,9 +252,11 @@ def batch_train(weights, loss, optimizer, *, hyperparams=None, steps: int, recor
   hyper = _check_hyperparams(optimizer, hyperparams, lanes)
   stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
   mesh = lane_mesh(devices)
+  held_out = _engine.check_held_out(validation, patience, min_delta, lane_weights,
+                                    loss_batched=loss_batched, lanes=lanes, checkpoint=path)
   job = _batch_train_job(weights, loss, loss_batched, optimizer, hyper, stop, sched, rec,
                          _batch_size(batch_size, lanes, mesh), mesh, path)
-  return _engine.execute(job, meter(progress))
+  return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
 
 
 def _check_hyperparams(optimizer, hyperparams, lanes) -> dict | None:
@@ -475,7 +457,7 @@ def fastest(table: dict, trajectory, by="std") -> dict:
 
 def lane(trajectory: Trajectory, index: int) -> Trajectory:
   """Lane ``index`` of a batched trajectory, as the single-run :class:`lintraj.Trajectory` of
-  :func:`lintraj.gradient_descent` (``diverged_step``/``stopped_step`` int or None).
+  :func:`lintraj.gradient_descent` (``diverged_step``, ``stopped_step``, ``best_step``: int or None).
 
   Example:
     >>> import jax.numpy as jnp, lintraj as lt
@@ -487,7 +469,7 @@ def lane(trajectory: Trajectory, index: int) -> Trajectory:
   as_step = lambda x: None if x is None or int(x[index]) < 0 else int(x[index])
   values = {}
   for name, value in trajectory._asdict().items():
-    if name in ("diverged_step", "stopped_step"):
+    if name in ("diverged_step", "stopped_step", "best_step"):
       values[name] = as_step(value)
     elif value is None:
       values[name] = None
