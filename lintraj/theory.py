@@ -94,9 +94,9 @@ def theorem1(target, margin, depth: int) -> Theorem1:
      \eta \le \frac{c^{(4N-2)/N}}{6144\, N^3\, \|\Phi\|_F^{(6N-4)/N}},
 
   then :math:`\mathrm{loss}(t) \le (1 - \eta\, c^{2(N-1)/N})^t\, \mathrm{loss}(0)` (Lemma 1 with
-  Lemma 2). The constants are those of THEORY.md (from the authors' course notes, tagged
-  "confirm"). Confirmed numerically in float64 (``tests/theory/test_s03_theorem1.py``): on six
-  constructed inits that satisfy the conditions (residual and near-target balanced, depths 2-4),
+  Lemma 2). The constants are those of docs/theory.md, "Theorem 1" (from the authors' course notes,
+  tagged "confirm"). Confirmed numerically in float64 (``tests/theory/test_s03_theorem1.py``): on
+  six constructed inits that satisfy the conditions (residual and near-target balanced, depths 2-4),
   GD at ``max_lr`` obeys the contraction at every record, keeps the margin and stays
   :math:`2\delta`-balanced, with an empirical rate 6 to 48 times the guaranteed one; the contraction
   still held at learning rates :math:`10^4`-:math:`10^8` times ``max_lr``.
@@ -501,7 +501,7 @@ def mode_strength(t, s, u0, depth: int) -> jnp.ndarray:
   References:
     Saxe, McClelland, Ganguli. Exact solutions to the nonlinear dynamics of learning in deep
     linear neural networks. ICLR 2014 (arXiv 1312.6120): the decoupled mode dynamics of aligned,
-    balanced initializations (THEORY.md, "Exact dynamics").
+    balanced initializations (docs/theory.md, "Exact dynamics").
   """
   depth = _check_depth(depth)
   dtype = jnp.result_type(t, s, u0, float)

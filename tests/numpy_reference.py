@@ -1,7 +1,7 @@
 """An independent NumPy float64 implementation of deep linear network GD and its metrics.
 
-Written from THEORY.md's formulas (explicit gradients dL^N/dW_j = W_{j+1:N}^T G W_{1:j-1}^T),
-sharing no code with lintraj.
+Written from the formulas of docs/theory.md, "Notation" (explicit gradients
+dL^N/dW_j = W_{j+1:N}^T G W_{1:j-1}^T), sharing no code with lintraj.
 """
 
 import numpy as np

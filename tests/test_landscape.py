@@ -31,7 +31,8 @@ def _unflat(theta, shapes):
 
 
 def _numpy_gradient(theta, shapes, grad_end_to_end):
-  """The network gradient from THEORY.md's explicit formula (tests/numpy_reference.py), flattened."""
+  """The network gradient from the formula of docs/theory.md, "Notation" (tests/numpy_reference.py),
+  flattened."""
   ws = _unflat(theta, shapes)
   return _flat(ref.layer_gradients(ws, grad_end_to_end(ref.product(ws, 1, len(ws)))))
 
@@ -108,8 +109,9 @@ def test_lanczos_top_and_bottom_five_match_dense_eigvalsh(x64):
 
 
 def test_lanczos_recovers_multiplicities_at_the_depth2_origin_by_restarting(x64):
-  # THEORY.md: at zero weights of depth 2 the Hessian has eigenvalues -+ sigma_i(Phi), here each
-  # with multiplicity 2 (the hidden width): one Krylov space holds one copy, restarts find the rest.
+  # docs/theory.md, "Landscape facts": at zero weights of depth 2 the Hessian has eigenvalues
+  # -+ sigma_i(Phi), here each with multiplicity 2 (the hidden width): one Krylov space holds one
+  # copy, restarts find the rest.
   phi = jnp.diag(jnp.array([3.0, 2.0, 1.0]))
   origin = (jnp.zeros((2, 3)), jnp.zeros((3, 2)))
   loss = lt.losses.target(phi)
@@ -141,7 +143,8 @@ def test_sharpness_is_jittable_matches_dense_and_does_not_retrace(x64, compiles)
 @pytest.mark.parametrize("depth", [2, 3, 4])
 def test_sharpness_at_a_balanced_global_minimum_is_n_sigma_max_to_the_2_minus_2_over_n(x64, depth):
   # At zero residual H = J^T J, whose nonzero spectrum is the end-to-end preconditioner's
-  # (THEORY.md): sum_j sigma_r^{2(N-j)/N} sigma_r'^{2(j-1)/N}, largest N sigma_1^{2(N-1)/N}.
+  # (docs/theory.md, "Implicit acceleration"): sum_j sigma_r^{2(N-j)/N} sigma_r'^{2(j-1)/N},
+  # largest N sigma_1^{2(N-1)/N}.
   phi = jnp.asarray(np.diag([2.0, 0.7, 0.3]) + 0.1 * np.random.default_rng(0).normal(size=(3, 3)))
   sigma_max = np.linalg.svd(np.asarray(phi), compute_uv=False)[0]
   ws = lt.init.balanced(None, (3,) + (4,) * (depth - 1) + (3,), end_to_end=phi)
@@ -199,7 +202,8 @@ def test_autoencoder_critical_points_are_critical_with_the_analytic_loss_and_ind
     residual = np.eye(n) - e2e
     numpy_loss = 0.5 * np.trace(residual @ cov @ residual.T)
     # Convention: with the 1/2 in front the loss is 1/2 (tr Sigma - sum_I lambda_i), i.e.
-    # THEORY.md's tr Sigma - sum_I lambda_i for E||x - Wx||^2 without the 1/2.
+    # docs/theory.md, "Landscape facts": tr Sigma - sum_I lambda_i for E||x - Wx||^2, without
+    # the 1/2.
     assert 2 * numpy_loss == pytest.approx(eigenvalues.sum() - eigenvalues[list(subset)].sum(), abs=1e-12)
     assert float(points.loss[k]) == pytest.approx(numpy_loss, abs=1e-12)
   found = landscape.classify(points.weights, landscape.autoencoder_loss(cov))

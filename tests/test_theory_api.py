@@ -201,7 +201,8 @@ def test_mode_strength_depth_2_matches_the_closed_form(x64):
   t = np.linspace(0, 5, 11)[:, None]
   s = np.array([0.5, 1.0, 3.0])[None, :]
   u0 = 0.02
-  expected = s * np.exp(2 * s * t) / (np.exp(2 * s * t) - 1 + s / u0)  # THEORY.md's form
+  # The closed form of docs/theory.md, "Exact dynamics".
+  expected = s * np.exp(2 * s * t) / (np.exp(2 * s * t) - 1 + s / u0)
   np.testing.assert_allclose(theory.mode_strength(t, s, u0, 2), expected, rtol=1e-12)
   np.testing.assert_allclose(theory.mode_strength(t, 0.0, u0, 2), u0 / (1 + 2 * u0 * t), rtol=1e-12)
   np.testing.assert_allclose(theory.mode_strength(t, s, u0, 1), s + (u0 - s) * np.exp(-t), rtol=1e-12)

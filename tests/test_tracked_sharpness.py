@@ -206,7 +206,7 @@ def test_lapack_hold_nests_and_restores_across_threads():
 
 def test_min_hessian_eigenvalue_sees_the_saddle_and_then_the_minimum(x64):
   """Depth 2 from next to the origin, a strict saddle whose Hessian eigenvalues are -+ sigma_i(Phi)
-  (THEORY.md, landscape facts): the bottom eigenvalue starts near -sigma_max = -3 and ends at
+  (docs/theory.md, "Landscape facts"): the bottom eigenvalue starts near -sigma_max = -3 and ends at
   >= 0 (a global minimum); the top one ends at N sigma_max^(2-2/N) = 6 (balanced minimum, from a
   small start). Both match the dense Hessian at every tracked record."""
   phi = jnp.diag(jnp.array([3.0, 1.0]))

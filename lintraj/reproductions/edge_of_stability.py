@@ -24,8 +24,8 @@ Two closed forms are the references.
   gives the bound. GD converges only to minima with :math:`\lambda_{\max} \le 2/\eta` (linear
   stability), so for :math:`\eta > 2/S_{\min}` it cannot converge at all.
 - **Gradient-flow solution (GFS) sharpness** of the scalar chain [D]: gradient flow conserves
-  :math:`w_i^2 - w_j^2` (THEORY.md, conservation), so from any point it reaches the minimum with
-  :math:`w_i^2 = w_i(0)^2 + s`, :math:`\prod_i (w_i(0)^2 + s) = \phi^2`, of sharpness
+  :math:`w_i^2 - w_j^2` (docs/theory.md, "Implicit acceleration"), so from any point it reaches the
+  minimum with :math:`w_i^2 = w_i(0)^2 + s`, :math:`\prod_i (w_i(0)^2 + s) = \phi^2`, of sharpness
   :math:`\sum_i \phi^2 / w_i^2` (:func:`lintraj.theory.gradient_flow_sharpness`). Kreisler et al. (2023) prove that
   GD decreases it monotonically [P; their step-size conditions not checked here].
 

@@ -28,7 +28,7 @@ def flow_derivatives(ws, loss):
 
 @pytest.mark.parametrize("dims", [(3, 4, 2), (4, 6, 5, 3), (2, 3, 5, 4, 2)])
 def test_conservation_derivative_vanishes_at_unbalanced_points(x64, dims):
-  """THEORY.md, "Implicit acceleration" (Arora, Cohen, Hazan, ICML 2018, arXiv 1802.06509,
+  """docs/theory.md, "Implicit acceleration" (Arora, Cohen, Hazan, ICML 2018, arXiv 1802.06509,
   Theorem 1 / proof) [P/D]: "under gradient flow C_j = W_{j+1}^T W_{j+1} - W_j W_j^T is constant,
   at any point."
 
@@ -48,7 +48,7 @@ def test_conservation_derivative_vanishes_at_unbalanced_points(x64, dims):
 
 
 def test_gradient_flow_keeps_every_imbalance_constant(x64):
-  """THEORY.md, "Implicit acceleration" [P/D]: C_j is constant under gradient flow.
+  """docs/theory.md, "Implicit acceleration" [P/D]: C_j is constant under gradient flow.
 
   lintraj.gradient_flow (Dormand-Prince 5(4), rtol 1e-10) from an unbalanced init runs until
   the loss has dropped by 10 orders of magnitude; every C_j at the end equals C_j at the start

@@ -9,7 +9,7 @@ import lintraj as lt
 
 @pytest.mark.parametrize("dims, lr", [((3, 4, 2), 0.1), ((4, 6, 5, 3), 0.03), ((2, 3, 5, 4, 2), 0.3)])
 def test_one_gd_step_changes_imbalance_by_lr_squared_term(x64, dims, lr):
-  """THEORY.md, "Implicit acceleration" (Arora, Cohen, Hazan, ICML 2018) [D]: "For one GD step,
+  """docs/theory.md, "Implicit acceleration" (Arora, Cohen, Hazan, ICML 2018) [D]: "For one GD step,
   exactly: C_j(t+1) - C_j(t) = eta^2 (G_{j+1}^T G_{j+1} - G_j G_j^T), G_j = dL^N/dW_j."
 
   One step of lintraj.gradient_descent from random unbalanced points; G_j from jax.grad of the

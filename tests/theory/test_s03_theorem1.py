@@ -72,7 +72,7 @@ def cases():
 
 
 def test_theorem1_lemmas_hold_along_gd_at_the_theorems_lr(x64, cases):
-  """THEORY.md, "Theorem 1 (linear convergence)" (Arora, Cohen, Golowich, Hu, ICLR 2019,
+  """docs/theory.md, "Theorem 1" (Arora, Cohen, Golowich, Hu, ICLR 2019,
   arXiv 1810.02281) [P; constants from the authors' course notes, confirm]: "If W_{1:N}(0) has
   deficiency margin c > 0, the weights at t=0 are delta-balanced with
   delta <= c^2 / (256 N^3 ||Phi||_F^{2(N-1)/N}), and eta <= c^{(4N-2)/N} / (6144 N^3
@@ -106,7 +106,7 @@ def test_theorem1_lemmas_hold_along_gd_at_the_theorems_lr(x64, cases):
 
 
 def test_theorem1_conclusion_far_beyond_the_lr_bound(x64, cases):
-  """THEORY.md, "Theorem 1" [P; constants ... confirm]: how conservative the constants are.
+  """docs/theory.md, "Theorem 1" [P; constants ... confirm]: how conservative the constants are.
 
   The conclusion loss(t) <= (1 - eta c^{2(N-1)/N})^t loss(0) is checked at lr = 0.03 (7e4 to
   8e7 times the theorem's max_lr) for the same six inits over 4000 steps, until the loss reaches

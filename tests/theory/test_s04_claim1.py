@@ -15,7 +15,7 @@ def smallest_singular_values(matrices):
 
 @pytest.mark.parametrize("shape", [(3, 3), (2, 5), (4, 2)])
 def test_claim1_sigma_min_on_the_ball(x64, shape):
-  """THEORY.md, "Definitions", Claim 1 (Arora, Cohen, Golowich, Hu, ICLR 2019, arXiv
+  """docs/theory.md, "Definitions", Claim 1 (Arora, Cohen, Golowich, Hu, ICLR 2019, arXiv
   1810.02281, Claim 1) [P]: "any W' with ||W' - Phi||_F <= ||W - Phi||_F has sigma_min(W') >= c",
   where c = sigma_min(Phi) - ||W - Phi||_F is the deficiency margin of W.
 

@@ -46,7 +46,7 @@ def rule_velocity(ws, loss):
 @pytest.mark.parametrize("dims, rank", [((3, 3, 3), 3), ((4, 6, 7, 2), 2), ((5, 8, 6, 9, 3), 1),
                                         ((3, 4, 4, 4, 4, 4, 3), 2)])
 def test_end_to_end_velocity_equals_network_velocity_at_balanced_points(x64, dims, rank):
-  """THEORY.md, "Implicit acceleration", end-to-end rule (Arora, Cohen, Hazan, ICML 2018,
+  """docs/theory.md, "Implicit acceleration", end-to-end rule (Arora, Cohen, Hazan, ICML 2018,
   arXiv 1802.06509, Theorem 1) [P]: "if the weights are balanced (C_j = 0), under gradient flow
   dW/dt = - sum_{j=1..N} (W W^T)^{(j-1)/N} grad L^1(W) (W^T W)^{(N-j)/N}, W = W_{1:N}; it depends on
   depth only, not on hidden widths."
@@ -72,9 +72,9 @@ def test_end_to_end_velocity_equals_network_velocity_at_balanced_points(x64, dim
 
 
 def test_gd_end_to_end_trajectory_tracks_end_to_end_flow(x64):
-  """THEORY.md, "Implicit acceleration" [P]: "GD follows it [the end-to-end rule] up to O(eta^2)"
-  per step, so over a fixed time t = lr * step the gap between GD on a balanced network and Euler
-  steps of the end-to-end rule (lintraj.theory.end_to_end_flow) is O(lr).
+  """docs/theory.md, "Implicit acceleration" [P]: "GD follows it [the end-to-end rule] up to
+  O(eta^2)" per step, so over a fixed time t = lr * step the gap between GD on a balanced network
+  and Euler steps of the end-to-end rule (lintraj.theory.end_to_end_flow) is O(lr).
 
   Depth 3, dims (3, 5, 4, 2), balanced init, time 3: the largest gap in the loss and in the
   end-to-end singular values over the run halves when lr halves (ratio in [1.7, 2.3] for

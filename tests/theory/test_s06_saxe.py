@@ -19,7 +19,7 @@ def aligned_problem(rng, d_in, d_out, strengths, u0):
 @pytest.mark.parametrize("depth, u0, time", [(2, 0.01, 8.0), (3, 0.05, 6.0), (4, 0.1, 6.0),
                                             (6, 0.2, 6.0)])
 def test_gd_singular_values_follow_mode_strength(x64, depth, u0, time):
-  """THEORY.md, "Exact dynamics" (Saxe, McClelland, Ganguli, ICLR 2014, arXiv 1312.6120) [P/D]:
+  """docs/theory.md, "Exact dynamics" (Saxe, McClelland, Ganguli, ICLR 2014, arXiv 1312.6120) [P/D]:
   "With whitened input, init aligned to Phi = U S V^T, each mode strength u ... evolves alone.
   In lintraj units (loss 1/2||W - Phi||^2, continuous time t = eta * step): N = 2, balanced:
   du/dt = 2u(s - u) ... Depth N, balanced: du/dt = N u^{2-2/N} (s - u)."
@@ -49,7 +49,7 @@ def test_gd_singular_values_follow_mode_strength(x64, depth, u0, time):
 
 
 def test_time_to_learn_scales_like_one_over_s_at_depth_2(x64):
-  """THEORY.md, "Exact dynamics" [P/D]: "N = 2, balanced: ... Time from u0 to uf:
+  """docs/theory.md, "Exact dynamics" [P/D]: "N = 2, balanced: ... Time from u0 to uf:
   (1/2s) ln[uf (s - u0) / (u0 (s - uf))]" -- so at a fixed small init the time to learn a mode
   scales like 1/s (Saxe et al. 2014, Eq. (8) and Fig. 3), up to a logarithm.
 

@@ -48,7 +48,7 @@ def finite_difference_check(ws, loss, h=0.002, candidates=range(10, 95, 10)):
 
 @pytest.mark.parametrize("depth", [2, 3, 4])
 def test_singular_value_velocity_matches_the_flow_from_balanced_inits(x64, depth):
-  """THEORY.md, "Deep matrix factorization" (Arora, Cohen, Hu, Luo, NeurIPS 2019, arXiv
+  """docs/theory.md, "Deep matrix factorization" (Arora, Cohen, Hu, Luo, NeurIPS 2019, arXiv
   1905.13655, Theorem 3) [P]: "Balanced init, gradient flow: singular values of W_{1:N} move as
   d sigma_r/dt = - N sigma_r^{2-2/N} <grad L^1(W), u_r v_r^T>."
 
@@ -74,9 +74,10 @@ def test_singular_value_velocity_matches_the_flow_from_balanced_inits(x64, depth
 
 
 def test_singular_value_velocity_equals_exact_derivative(x64):
-  """THEORY.md, "Deep matrix factorization" [P] (same statement), at the level of one point: the
-  exact derivative of lintraj.metrics.end_to_end_singular_values along -grad L^N (jax.jvp) equals
-  singular_value_velocity to 1e-9 relative at balanced inits of depths 2..5 with unequal widths."""
+  """docs/theory.md, "Deep matrix factorization" [P] (same statement), at the level of one point:
+  the exact derivative of lintraj.metrics.end_to_end_singular_values along -grad L^N (jax.jvp)
+  equals singular_value_velocity to 1e-9 relative at balanced inits of depths 2..5 with unequal
+  widths."""
   rng = np.random.default_rng(11)
   loss = completion_loss(rng, d=4)
   for depth in (2, 3, 4, 5):

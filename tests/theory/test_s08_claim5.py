@@ -61,7 +61,7 @@ def gradient_and_hessian(ws, loss):
 
 @pytest.mark.parametrize("depth", [2, 4])
 def test_claim5_identity_init_never_goes_below_the_floor(x64, depth):
-  """THEORY.md, "Necessity (Appendix C)", Claim 5 (Arora, Cohen, Golowich, Hu, ICLR 2019,
+  """docs/theory.md, "Theorem 2 and Claims", Claim 5 (Arora, Cohen, Golowich, Hu, ICLR 2019,
   Appendix C; Bartlett, Helmbold, Long, ICML 2018) [P/D]: "balanced but no margin can fail: N even,
   Phi symmetric with an eigenvalue -lambda < 0, identity init. All layers stay equal and
   symmetric, W_{1:N} stays PSD, so loss(t) >= lambda^2/2 for all t and every eta."
@@ -87,8 +87,8 @@ def test_claim5_identity_init_never_goes_below_the_floor(x64, depth):
 
 
 def test_floor_point_is_strict_at_depth_2_and_non_strict_only_without_a_smaller_positive_mode(x64):
-  """THEORY.md, "Landscape facts" (Kawaguchi 2016) [P/D] and Claim 5 [P/D], as the issue puts it:
-  "at depth 2 the floor is a strict saddle ... at depth 4 it is a non-strict saddle."
+  """docs/theory.md, "Landscape facts" (Kawaguchi 2016) [P/D] and Claim 5 [P/D], as the issue puts
+  it: "at depth 2 the floor is a strict saddle ... at depth 4 it is a non-strict saddle."
 
   jax.hessian of the network loss at the floor point W_j = Q diag(0, mu^{1/N}) Q^T, with
   Phi = Q diag(-lambda, mu) Q^T, lambda = 1: the gradient is 0 there; depth 2 has smallest

@@ -10,15 +10,15 @@ LEARNING_RATES = (1e-3, 1e-2, 0.1, 0.5)
 
 
 def unbalanced(lr, depth, product, overshoot=10.0):
-  """The scalar construction of THEORY.md: w_1 = K, w_N = product / K (middle layers 1), with
-  K^2 = overshoot / lr, so that lr * K^2 = overshoot."""
+  """The scalar construction of docs/theory.md, "Theorem 2 and Claims": w_1 = K, w_N = product / K
+  (middle layers 1), with K^2 = overshoot / lr, so that lr * K^2 = overshoot."""
   k = np.sqrt(overshoot / lr)
   return tuple(jnp.full((1, 1), v) for v in [k] + [1.0] * (depth - 2) + [product / k])
 
 
 @pytest.mark.parametrize("depth", [2, 3])
 def test_claim4_unbalanced_init_with_margin_diverges_for_every_lr(x64, depth):
-  """THEORY.md, "Necessity (Appendix C)", Claim 4 (Arora, Cohen, Golowich, Hu, ICLR 2019,
+  """docs/theory.md, "Theorem 2 and Claims", Claim 4 (Arora, Cohen, Golowich, Hu, ICLR 2019,
   Appendix C) [P, construction U]: "without balancedness GD can fail for any eta: an unbalanced init
   with a margin whose loss grows without bound. Scalar sketch [D]: N = 2, Phi = 1, w1 = K,
   w2 = c/K; once eta K^2 is large the product overshoots and diverges, while the balanced init with

@@ -43,7 +43,7 @@ def phi():
 
 
 def test_balanced_init_has_a_margin_about_half_the_time_for_small_std(x64, phi):
-  """THEORY.md, "Theorem 2 (scalar regression, d_N = 1)" (Arora, Cohen, Golowich, Hu, ICLR 2019,
+  """docs/theory.md, "Theorem 2 and Claims" (Arora, Cohen, Golowich, Hu, ICLR 2019,
   Theorem 2) [P, constants partly U]: "Balanced init with A entries iid N(0, s^2), s small: with
   probability close to 1/2 (>= p for any p < 1/2 with d_0 large) the init has a margin ...
   Mechanism [D]: for small s the margin is positive roughly iff <A, Phi> > ||A||^2/2, i.e. about
@@ -71,9 +71,9 @@ def test_balanced_init_has_a_margin_about_half_the_time_for_small_std(x64, phi):
 
 
 def test_layerwise_gaussian_inits_are_far_less_balanced(x64, phi):
-  """THEORY.md, "Theorem 2" [P, constants partly U]: "Layer-wise independent Gaussian init
-  (Appendix B, Claim 2) is delta-balanced only with probability >= 1 - 10 N s^4 d_max^3 / delta^2
-  [U]."
+  """docs/theory.md, "Theorem 2 and Claims" [P, constants partly U]: "Layer-wise independent
+  Gaussian init (Appendix B, Claim 2) is delta-balanced only with probability
+  >= 1 - 10 N s^4 d_max^3 / delta^2 [U]."
 
   Layer-wise Gaussian inits with per-layer std s = (std^2 / (d_1 d_2))^{1/6}, std = 1e-2, which
   gives the end-to-end matrix the same scale as the balanced init of std 1e-2: over 1000 keys

@@ -18,9 +18,9 @@ def gradient_and_hessian(ws, loss):
 
 @pytest.mark.parametrize("dims", [(3, 2, 4), (4, 5, 2), (3, 3, 3), (2, 4, 3, 2), (3, 2, 2, 2, 3)])
 def test_origin_is_critical_and_its_hessian_is_as_predicted(x64, dims):
-  """THEORY.md, "Landscape facts" (Kawaguchi, NeurIPS 2016) [P]: "for N >= 3 'bad' saddles exist
-  whose Hessian has no negative eigenvalue. At all-zero weights [D]: gradient is 0 for N >= 2; the
-  Hessian is 0 for N >= 3 (non-strict saddle); for N = 2 it has eigenvalues -+ sigma_i(Phi)
+  """docs/theory.md, "Landscape facts" (Kawaguchi, NeurIPS 2016) [P]: "for N >= 3 'bad' saddles
+  exist whose Hessian has no negative eigenvalue. At all-zero weights [D]: gradient is 0 for N >= 2;
+  the Hessian is 0 for N >= 3 (non-strict saddle); for N = 2 it has eigenvalues -+ sigma_i(Phi)
   (strict saddle)."
 
   jax.hessian of the network loss 1/2||W_{1:N} - Phi||_F^2 on the flattened weights at W_j = 0,

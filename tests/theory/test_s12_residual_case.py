@@ -15,7 +15,7 @@ def near_identity(rng, d, distance):
 
 @pytest.mark.parametrize("depth", [2, 3, 5])
 def test_identity_init_satisfies_theorem1_when_phi_is_within_half_of_identity(x64, depth):
-  """THEORY.md, "Theorem 1", residual case (Arora, Cohen, Golowich, Hu, ICLR 2019, remark after
+  """docs/theory.md, "Theorem 1", residual case (Arora, Cohen, Golowich, Hu, ICLR 2019, remark after
   Theorem 1) [P]: "Residual case: equal widths, W_j(0) = I: the assumptions hold when
   ||Phi - I||_F < 0.5."
 
@@ -54,8 +54,8 @@ def test_identity_init_satisfies_theorem1_when_phi_is_within_half_of_identity(x6
 
 
 def test_residual_case_gd_converges_at_the_certified_rate(x64):
-  """THEORY.md, "Theorem 1", residual case [P]: with W_j = I and ||Phi - I||_F = 0.4 < 0.5, GD at
-  the certified lr satisfies loss(t) <= (1 - lr c^{2(N-1)/N})^t loss(0) at every record, and so
+  """docs/theory.md, "Theorem 1", residual case [P]: with W_j = I and ||Phi - I||_F = 0.4 < 0.5, GD
+  at the certified lr satisfies loss(t) <= (1 - lr c^{2(N-1)/N})^t loss(0) at every record, and so
   does GD at lr = 0.05 (more than 10^5 times larger), which reaches loss < 1e-20 in 3000 steps."""
   rng = np.random.default_rng(0)
   phi = near_identity(rng, 3, 0.4)
