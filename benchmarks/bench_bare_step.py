@@ -5,7 +5,8 @@ The step of a depth-N network of width d costs 3 (N - 1) matmuls of 2 d^3 flops 
 the end-to-end product, two per product for the gradient); only those flops are counted. The
 step's time is the slope between two :func:`lintraj.gradient_descent` calls with
 ``record_every = steps`` (two records each) of S and 3S steps, so neither the per-call cost nor
-the two records enter it (LAPACK held to one thread, see bench_tracking.py, to steady the records). The matmul reference is a compiled ``lax.scan`` of S matmuls.
+the two records enter it (LAPACK held to one thread, see bench_tracking.py, to steady the records).
+The matmul reference is a compiled ``lax.scan`` of S matmuls.
 
 Usage: ``python benchmarks/bench_bare_step.py [--quick]``.
 """
@@ -23,6 +24,7 @@ from jax import lax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from common import lt  # noqa: E402
+
 from lintraj import singular_values as sv  # noqa: E402
 
 WIDTHS = (64, 128, 256, 512)
@@ -39,13 +41,17 @@ def matmul_runner(width, count):
 def measure(width, quick):
   weights, phi = common.problem(DEPTH, width)
   loss = lt.losses.target(phi)
-  flops = 3 * (DEPTH - 1) * 2 * width ** 3
+  flops = 3 * (DEPTH - 1) * 2 * width**3
   steps = max(4, int((0.05 if quick else 0.5) * 150e9 / flops))
 
   def gd(n):
-    return lambda: jax.block_until_ready(lt.gradient_descent(weights, loss, lr=common.LR, steps=n,
-                                                             record_every=n))
-  runs = dict(short=gd(steps), long=gd(3 * steps), matmul=matmul_runner(width, 3 * (DEPTH - 1) * 2 * steps))
+    return lambda: jax.block_until_ready(
+      lt.gradient_descent(weights, loss, lr=common.LR, steps=n, record_every=n)
+    )
+
+  runs = dict(
+    short=gd(steps), long=gd(3 * steps), matmul=matmul_runner(width, 3 * (DEPTH - 1) * 2 * steps)
+  )
   for run in runs.values():
     run()  # compile
   with sv.lapack_single_thread():  # steadier records: they cancel in the slope
@@ -53,8 +59,15 @@ def measure(width, quick):
   step_seconds = (t["long"] - t["short"]) / (2 * steps)
   gd_gflops = flops / step_seconds / 1e9
   matmul_gflops = 2 * steps * flops / t["matmul"] / 1e9
-  return dict(depth=DEPTH, width=width, steps=steps, step_ms=step_seconds * 1e3,
-              gd_gflops=gd_gflops, matmul_gflops=matmul_gflops, ratio=gd_gflops / matmul_gflops)
+  return dict(
+    depth=DEPTH,
+    width=width,
+    steps=steps,
+    step_ms=step_seconds * 1e3,
+    gd_gflops=gd_gflops,
+    matmul_gflops=matmul_gflops,
+    ratio=gd_gflops / matmul_gflops,
+  )
 
 
 def main(argv=None):

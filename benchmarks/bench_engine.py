@@ -56,10 +56,11 @@ adam = optax.adam(1e-3)
 out["train adam (4, 16) every 10"] = timed(
     lambda: lt.train(ws, loss, adam, steps=steps, record_every=10), steps)
 phi = np.random.default_rng(0).standard_normal((1, 128)); phi /= np.linalg.norm(phi)
-bws, lrs, _ = lt.sweep.grid("balanced", (128, 32, 32, 1), std=[1e-2, 1e-1], lr=np.geomspace(1e-3, 3e-2, 32))
-target = lt.losses.target(jnp.asarray(phi, jnp.float32))
+bws, lrs, _ = lt.sweep.grid("balanced", (128, 32, 32, 1), std=[1e-2, 1e-1], lr=np.geomspace(1e-3,
+3e-2, 32)) target = lt.losses.target(jnp.asarray(phi, jnp.float32))
 out["batch_gradient_descent 64 lanes (128, 32, 32, 1) every 100"] = timed(
-    lambda: lt.batch_gradient_descent(bws, target, lr=lrs, steps=steps, record_every=100), steps * 64)
+    lambda: lt.batch_gradient_descent(bws, target, lr=lrs, steps=steps, record_every=100), steps *
+    64)
 out["gradient_flow (4, 16) 51 records"] = timed(
     lambda: lt.gradient_flow(ws, loss, time=5.0, n_records=51), 51)
 print(json.dumps(out))
@@ -68,8 +69,14 @@ print(json.dumps(out))
 
 def measure(source: str, quick: bool) -> dict:
   env = dict(os.environ, PYTHONPATH=source)
-  result = subprocess.run([sys.executable, "-c", CHILD.format(quick=quick)], cwd=source, env=env,
-                          capture_output=True, text=True, check=True)
+  result = subprocess.run(
+    [sys.executable, "-c", CHILD.format(quick=quick)],
+    cwd=source,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -82,8 +89,9 @@ def main(argv=None):
   rounds = 1 if args.quick else args.rounds
   with tempfile.TemporaryDirectory() as folder:
     old = os.path.join(folder, "old")
-    subprocess.run(["git", "worktree", "add", "-q", "--detach", old, args.against], cwd=ROOT,
-                   check=True)
+    subprocess.run(
+      ["git", "worktree", "add", "-q", "--detach", old, args.against], cwd=ROOT, check=True
+    )
     try:
       results = {"old": [], "new": []}
       for _ in range(rounds):
@@ -96,8 +104,14 @@ def main(argv=None):
     new = statistics.median(r[config] for r in results["new"])
     olds = [r[config] for r in results["old"] if config in r]
     old_us = statistics.median(olds) if olds else None
-    rows.append(dict(config=config, us_per_step_old=old_us, us_per_step_new=new,
-                     new_over_old=None if old_us is None else new / old_us))
+    rows.append(
+      dict(
+        config=config,
+        us_per_step_old=old_us,
+        us_per_step_new=new,
+        new_over_old=None if old_us is None else new / old_us,
+      )
+    )
   print(f"against {args.against}, {rounds} alternating rounds, each checkout in its own process")
   print(common.table(rows, ["config", "us_per_step_old", "us_per_step_new", "new_over_old"]))
   path = common.write("engine", dict(rows=rows, against=args.against, rounds=rounds), args.quick)

@@ -50,20 +50,24 @@ from jax import lax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from common import lt  # noqa: E402
+
 from lintraj import _engine, recording  # noqa: E402
 from lintraj import singular_values as sv  # noqa: E402
 
 DEPTH, WIDTH = 4, 16
 FLAGS = {
-    "none (default)": "",
-    "none (control)": "",
-    "--xla_cpu_enable_concurrency_optimized_scheduler=false":
-        "--xla_cpu_enable_concurrency_optimized_scheduler=false",
-    "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1":
-        "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-    "--xla_cpu_use_xnnpack=false": "--xla_cpu_use_xnnpack=false",
-    "--xla_cpu_experimental_ynn_fusion_type=": "--xla_cpu_experimental_ynn_fusion_type=",
-    "--xla_cpu_use_thunk_runtime=false": "--xla_cpu_use_thunk_runtime=false",
+  "none (default)": "",
+  "none (control)": "",
+  **{
+    flag: flag
+    for flag in (
+      "--xla_cpu_enable_concurrency_optimized_scheduler=false",
+      "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    )
+  },
+  "--xla_cpu_use_xnnpack=false": "--xla_cpu_use_xnnpack=false",
+  "--xla_cpu_experimental_ynn_fusion_type=": "--xla_cpu_experimental_ynn_fusion_type=",
+  "--xla_cpu_use_thunk_runtime=false": "--xla_cpu_use_thunk_runtime=false",
 }
 
 
@@ -93,20 +97,31 @@ def _no_singular_values(matrices, method="batched"):
 def record_loss_only(weights, loss_value, grads, target, *, singular_values="batched"):
   """The loss and zeros in place of every other field (what the loop costs without the metrics)."""
   zero = jnp.zeros((), loss_value.dtype)
-  return dict(loss=loss_value, balancedness=zero, deficiency_margin=zero, grad_norm=zero,
-              layer_singular_values=tuple(jnp.zeros(min(w.shape), w.dtype) for w in weights),
-              end_to_end_singular_values=jnp.zeros(min(weights[0].shape[1], weights[-1].shape[0]),
-                                                   loss_value.dtype))
+  return dict(
+    loss=loss_value,
+    balancedness=zero,
+    deficiency_margin=zero,
+    grad_norm=zero,
+    layer_singular_values=tuple(jnp.zeros(min(w.shape), w.dtype) for w in weights),
+    end_to_end_singular_values=jnp.zeros(
+      min(weights[0].shape[1], weights[-1].shape[0]), loss_value.dtype
+    ),
+  )
 
 
 # ---- singular-value variants -----------------------------------------------------------------
+
 
 def _stacked(matrices, algorithm, sizes):
   """Equal-shaped square matrices in batched calls of the given sizes."""
   out, start = [], 0
   for size in sizes:
-    values = lax.linalg.svd(jnp.stack(matrices[start:start + size]), full_matrices=False,
-                            compute_uv=False, algorithm=algorithm)
+    values = lax.linalg.svd(
+      jnp.stack(matrices[start : start + size]),
+      full_matrices=False,
+      compute_uv=False,
+      algorithm=algorithm,
+    )
     out += [values[i] for i in range(size)]
     start += size
   return tuple(out)
@@ -125,6 +140,7 @@ def svd_two_batches(matrices, method="batched"):
 
 # ---- loop bookkeeping variant ----------------------------------------------------------------
 
+
 def advance_with_select(update, lane, value, grads, t, stop_at_loss, active, loss):
   """:func:`lintraj._engine._advance` as it was before: the update always computed, then kept or
   not by a ``jnp.where`` on every leaf (same results)."""
@@ -134,8 +150,12 @@ def advance_with_select(update, lane, value, grads, t, stop_at_loss, active, los
   new_weights, new_opt_state = update(lane.weights, lane.opt_state, grads, value, loss)
   moving = running & (diverged < 0) & (stopped < 0)
   keep = lambda old, new: jnp.where(moving, new, old)
-  return _engine.LaneState(jax.tree_util.tree_map(keep, lane.weights, new_weights),
-                            jax.tree_util.tree_map(keep, lane.opt_state, new_opt_state), diverged, stopped)
+  return _engine.LaneState(
+    jax.tree_util.tree_map(keep, lane.weights, new_weights),
+    jax.tree_util.tree_map(keep, lane.opt_state, new_opt_state),
+    diverged,
+    stopped,
+  )
 
 
 def _problem(depth=DEPTH, width=WIDTH):
@@ -145,13 +165,22 @@ def _problem(depth=DEPTH, width=WIDTH):
 
 def variant_run(weights, loss, steps, record_every, patches=(), method="batched"):
   """A zero-argument run of ``lt.gradient_descent`` with the ``(module, attrs)`` patches active."""
+
   def run():
     with contextlib.ExitStack() as stack:
       for module, attrs in patches:
         stack.enter_context(patched(module, **attrs))
-      return jax.block_until_ready(lt.gradient_descent(weights, loss, lr=common.LR, steps=steps,
-                                                       record_every=record_every,
-                                                       singular_values=method))
+      return jax.block_until_ready(
+        lt.gradient_descent(
+          weights,
+          loss,
+          lr=common.LR,
+          steps=steps,
+          record_every=record_every,
+          singular_values=method,
+        )
+      )
+
   return run
 
 
@@ -171,9 +200,17 @@ def measure_group(group, variants, steps, record_every, quick):
   seconds = common.interleaved(runs, 1 if quick else 9)
   us = {name: seconds[name] / steps_of[name] * 1e6 for name in runs}
   shipped = next(iter(variants))
-  return [dict(group=group, config=f"({DEPTH}, {WIDTH})", lever=name, record_every=record_every,
-               us_per_step=us[name],
-               x_shipped=us[name] / us[shipped]) for name in variants]
+  return [
+    dict(
+      group=group,
+      config=f"({DEPTH}, {WIDTH})",
+      lever=name,
+      record_every=record_every,
+      us_per_step=us[name],
+      x_shipped=us[name] / us[shipped],
+    )
+    for name in variants
+  ]
 
 
 CHILD = r"""
@@ -199,12 +236,13 @@ def measure_flags(steps, quick):
   median kept. The default runs twice (``none (control)``: its spread is the noise)."""
   flags = dict(list(FLAGS.items())[:2]) if quick else FLAGS
   configs = ((DEPTH, WIDTH, steps),) + (() if quick else ((8, 128, 30),))
-  code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), configs=configs,
-                      repeats=1 if quick else 5)
+  code = CHILD.format(
+    bench=os.path.dirname(os.path.abspath(__file__)), configs=configs, repeats=1 if quick else 5
+  )
   times = {name: [] for name in flags}
   names = list(flags)
   for round_ in range(1 if quick else 4):
-    for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+    for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
       env = dict(os.environ, XLA_FLAGS=flags[name])
       done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
       if done.returncode == 0:
@@ -215,9 +253,17 @@ def measure_flags(steps, quick):
     base = statistics.median(t[config] for t in times["none (default)"])
     for name, ts in times.items():
       us = statistics.median(t[config] for t in ts) if ts else None
-      rows.append(dict(group="xla flags", config=config, lever=name, record_every=1, us_per_step=us,
-                       x_shipped=None if us is None else us / base,
-                       note=None if ts else "rejected by XLA"))
+      rows.append(
+        dict(
+          group="xla flags",
+          config=config,
+          lever=name,
+          record_every=1,
+          us_per_step=us,
+          x_shipped=None if us is None else us / base,
+          note=None if ts else "rejected by XLA",
+        )
+      )
   return rows
 
 
@@ -226,7 +272,9 @@ def check_bookkeeping():
   (including a diverging run); raises AssertionError otherwise."""
   weights, loss = _problem()
   for lr, steps, every in ((common.LR, 300, 1), (common.LR, 300, 7), (5.0, 50, 1)):
-    a = jax.block_until_ready(lt.gradient_descent(weights, loss, lr=lr, steps=steps, record_every=every))
+    a = jax.block_until_ready(
+      lt.gradient_descent(weights, loss, lr=lr, steps=steps, record_every=every)
+    )
     _engine._segment.clear_cache()  # so that the patched loop compiles its own
     with patched(_engine, _advance=advance_with_select):
       b = lt.gradient_descent(weights, loss, lr=lr, steps=steps, record_every=every)
@@ -241,8 +289,11 @@ def check_bookkeeping():
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="a fast smoke run (numbers meaningless)")
-  parser.add_argument("--check", action="store_true",
-                      help="only check that the loop-bookkeeping variant records the same")
+  parser.add_argument(
+    "--check",
+    action="store_true",
+    help="only check that the loop-bookkeeping variant records the same",
+  )
   args = parser.parse_args(argv)
   if args.check:
     print("records equal:", check_bookkeeping())
@@ -250,28 +301,58 @@ def main(argv=None):
   steps = 200 if args.quick else 2000
   rows = []
   with sv.lapack_single_thread():  # as every run holds it (lintraj._engine.drive)
-    rows += measure_group("record", {
+    rows += measure_group(
+      "record",
+      {
         "shipped record": ((), "batched"),
         "no singular values": (((sv, dict(singular_values=_no_singular_values)),), "batched"),
         "loss only": (((recording, dict(record=record_loss_only)),), "batched"),
-    }, steps, 1, args.quick)
-    rows += measure_group("singular values", {
+      },
+      steps,
+      1,
+      args.quick,
+    )
+    rows += measure_group(
+      "singular values",
+      {
         "one batched gesdd call (shipped)": ((), "batched"),
         "the same again (control)": ((), "batched"),
         "one gesdd call per matrix (exact)": ((), "exact"),
         "one batched gesvd (QR) call": (((sv, dict(singular_values=svd_qr)),), "batched"),
-        "two batched gesdd calls (3 + 2)": (((sv, dict(singular_values=svd_two_batches)),), "batched"),
-    }, steps, 1, args.quick)
+        "two batched gesdd calls (3 + 2)": (
+          ((sv, dict(singular_values=svd_two_batches)),),
+          "batched",
+        ),
+      },
+      steps,
+      1,
+      args.quick,
+    )
     for every in (1, 10):
-      rows += measure_group("loop bookkeeping", {
+      rows += measure_group(
+        "loop bookkeeping",
+        {
           "lax.cond freeze (shipped)": ((), "batched"),
-          "jnp.where freeze (before)": (((_engine, dict(_advance=advance_with_select)),), "batched"),
-      }, steps * every, every, args.quick)
+          "jnp.where freeze (before)": (
+            ((_engine, dict(_advance=advance_with_select)),),
+            "batched",
+          ),
+        },
+        steps * every,
+        every,
+        args.quick,
+      )
   rows += measure_flags(steps, args.quick)
-  print(common.table(rows, ["group", "config", "lever", "record_every", "us_per_step", "x_shipped",
-                            "note"]))
-  path = common.write("levers", dict(rows=rows, depth=DEPTH, width=WIDTH,
-                                     bookkeeping_records_equal=check_bookkeeping()), args.quick)
+  print(
+    common.table(
+      rows, ["group", "config", "lever", "record_every", "us_per_step", "x_shipped", "note"]
+    )
+  )
+  path = common.write(
+    "levers",
+    dict(rows=rows, depth=DEPTH, width=WIDTH, bookkeeping_records_equal=check_bookkeeping()),
+    args.quick,
+  )
   print(f"wrote {path}")
   return rows
 

@@ -30,15 +30,17 @@ traj = lt.gradient_descent(weights, lt.losses.target(phi), lr=common.LR, steps=s
 jax.block_until_ready(traj)
 seconds = time.perf_counter() - start
 record_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(traj._replace(final=None)))
-print(json.dumps(dict(steps=steps, peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps(dict(steps=steps, peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
+1024,
                       record_kib=record_bytes / 1024, seconds=seconds)))
 """
 
 
 def child(steps: int) -> dict:
   code = CHILD.format(here=os.path.dirname(os.path.abspath(__file__)), every=RECORD_EVERY)
-  out = subprocess.run([sys.executable, "-c", code, str(steps)], capture_output=True, text=True,
-                       check=True)
+  out = subprocess.run(
+    [sys.executable, "-c", code, str(steps)], capture_output=True, text=True, check=True
+  )
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -46,7 +48,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="10^3 and 10^4 steps only")
   args = parser.parse_args(argv)
-  counts = (RECORD_EVERY, 10 ** 4) if args.quick else (RECORD_EVERY, 10 ** 4, 10 ** 5, 10 ** 6)
+  counts = (RECORD_EVERY, 10**4) if args.quick else (RECORD_EVERY, 10**4, 10**5, 10**6)
   rows = [child(n) for n in counts]
   for row in rows:
     row["growth_mib"] = row["peak_rss_mib"] - rows[0]["peak_rss_mib"]

@@ -45,17 +45,24 @@ def sweep_problem(dims, lanes):
   return weights, lrs, phi / np.linalg.norm(phi)
 
 
-def measure(name, dims, lanes, steps, record_every, repeats, progress_repeats, sequential_lanes, torch_lanes):
+def measure(
+  name, dims, lanes, steps, record_every, repeats, progress_repeats, sequential_lanes, torch_lanes
+):
   weights, lrs, phi = sweep_problem(dims, lanes)
   loss = lt.losses.target(phi)
   lane = lambda b: tuple(w[b] for w in weights)
   batched = lambda progress=False: lt.batch_gradient_descent(
-      weights, loss, lr=lrs, steps=steps, record_every=record_every, progress=progress)
+    weights, loss, lr=lrs, steps=steps, record_every=record_every, progress=progress
+  )
   start = time.perf_counter()
   batched()
   first_call = time.perf_counter() - start
-  lt.gradient_descent(lane(0), loss, lr=lrs[0], steps=steps, record_every=record_every)  # compile once
-  reference_torch.run(lane(0), phi, lr=float(lrs[0]), steps=record_every, record_every=record_every)  # warm up
+  lt.gradient_descent(
+    lane(0), loss, lr=lrs[0], steps=steps, record_every=record_every
+  )  # compile once
+  reference_torch.run(
+    lane(0), phi, lr=float(lrs[0]), steps=record_every, record_every=record_every
+  )  # warm up
 
   def one_by_one():
     for b in range(sequential_lanes):
@@ -64,6 +71,7 @@ def measure(name, dims, lanes, steps, record_every, repeats, progress_repeats, s
 
   def torch_one_by_one(threads=None):
     import torch
+
     default = torch.get_num_threads()
     torch.set_num_threads(threads or default)
     try:
@@ -72,49 +80,114 @@ def measure(name, dims, lanes, steps, record_every, repeats, progress_repeats, s
     finally:
       torch.set_num_threads(default)
 
-  seconds = common.interleaved({"batched": batched, "one by one": one_by_one, "torch": torch_one_by_one,
-                                "torch 1t": lambda: torch_one_by_one(threads=1)}, repeats)
+  seconds = common.interleaved(
+    {
+      "batched": batched,
+      "one by one": one_by_one,
+      "torch": torch_one_by_one,
+      "torch 1t": lambda: torch_one_by_one(threads=1),
+    },
+    repeats,
+  )
   bar = common.interleaved({"off": batched, "on": lambda: batched(True)}, progress_repeats)
-  rate = {"lintraj batched": lanes * steps / seconds["batched"],
-          "lintraj one by one": sequential_lanes * steps / seconds["one by one"],
-          "torch one by one": torch_lanes * steps / seconds["torch"],
-          "torch one by one, 1 thread": torch_lanes * steps / seconds["torch 1t"]}
-  return dict(config=name, dims=list(dims), lanes=lanes, steps=steps, record_every=record_every,
-              seconds_batched=seconds["batched"], seconds_batched_first_call=first_call,
-              progress_overhead=bar["on"] / bar["off"] - 1, progress_repeats=progress_repeats,
-              sequential_lanes_timed=sequential_lanes, torch_lanes_timed=torch_lanes,
-              steps_per_s={k: float(v) for k, v in rate.items()},
-              x_torch=rate["lintraj batched"] / rate["torch one by one"],
-              x_torch_1t=rate["lintraj batched"] / rate["torch one by one, 1 thread"],
-              x_one_by_one=rate["lintraj batched"] / rate["lintraj one by one"])
+  rate = {
+    "lintraj batched": lanes * steps / seconds["batched"],
+    "lintraj one by one": sequential_lanes * steps / seconds["one by one"],
+    "torch one by one": torch_lanes * steps / seconds["torch"],
+    "torch one by one, 1 thread": torch_lanes * steps / seconds["torch 1t"],
+  }
+  return dict(
+    config=name,
+    dims=list(dims),
+    lanes=lanes,
+    steps=steps,
+    record_every=record_every,
+    seconds_batched=seconds["batched"],
+    seconds_batched_first_call=first_call,
+    progress_overhead=bar["on"] / bar["off"] - 1,
+    progress_repeats=progress_repeats,
+    sequential_lanes_timed=sequential_lanes,
+    torch_lanes_timed=torch_lanes,
+    steps_per_s={k: float(v) for k, v in rate.items()},
+    x_torch=rate["lintraj batched"] / rate["torch one by one"],
+    x_torch_1t=rate["lintraj batched"] / rate["torch one by one, 1 thread"],
+    x_one_by_one=rate["lintraj batched"] / rate["lintraj one by one"],
+  )
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (a smoke run)")
   args = parser.parse_args(argv)
-  steps, record_every, repeats, progress_repeats = (200, 50, 1, 1) if args.quick else (1000, 100, 3, 9)
+  steps, record_every, repeats, progress_repeats = (
+    (200, 50, 1, 1) if args.quick else (1000, 100, 3, 9)
+  )
   import torch
+
   rows = []
   for name, dims in DIMS.items():
     for lanes in LANES:
-      row = measure(name, dims, lanes, steps, record_every, repeats, progress_repeats, sequential_lanes=8,
-                    torch_lanes=2)
+      row = measure(
+        name,
+        dims,
+        lanes,
+        steps,
+        record_every,
+        repeats,
+        progress_repeats,
+        sequential_lanes=8,
+        torch_lanes=2,
+      )
       rows.append(row)
-      print(f"{name} B={lanes}: batched {row['steps_per_s']['lintraj batched']:,.0f} steps/s, "
-            f"x torch {row['x_torch']:.1f} (1 thread: {row['x_torch_1t']:.1f}), "
-            f"x one by one {row['x_one_by_one']:.1f}, "
-            f"progress {100 * row['progress_overhead']:+.1f}%", file=sys.stderr)
-  path = common.write("sweep", dict(torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                                    devices=[str(d) for d in jax.devices()], rows=rows), args.quick)
-  table = [dict(config=f"{r['config']} B={r['lanes']}", batched=r["steps_per_s"]["lintraj batched"],
-                one_by_one=r["steps_per_s"]["lintraj one by one"], torch=r["steps_per_s"]["torch one by one"],
-                torch_1t=r["steps_per_s"]["torch one by one, 1 thread"], x_torch=r["x_torch"],
-                x_torch_1t=r["x_torch_1t"], x_one_by_one=r["x_one_by_one"],
-                first_call_s=r["seconds_batched_first_call"], progress_pct=100 * r["progress_overhead"])
-           for r in rows]
-  print(common.table(table, ["config", "batched", "one_by_one", "torch", "torch_1t", "x_torch", "x_torch_1t",
-                             "x_one_by_one", "first_call_s", "progress_pct"]))
+      print(
+        f"{name} B={lanes}: batched {row['steps_per_s']['lintraj batched']:,.0f} steps/s, "
+        f"x torch {row['x_torch']:.1f} (1 thread: {row['x_torch_1t']:.1f}), "
+        f"x one by one {row['x_one_by_one']:.1f}, "
+        f"progress {100 * row['progress_overhead']:+.1f}%",
+        file=sys.stderr,
+      )
+  path = common.write(
+    "sweep",
+    dict(
+      torch=torch.__version__,
+      torch_threads=torch.get_num_threads(),
+      devices=[str(d) for d in jax.devices()],
+      rows=rows,
+    ),
+    args.quick,
+  )
+  table = [
+    dict(
+      config=f"{r['config']} B={r['lanes']}",
+      batched=r["steps_per_s"]["lintraj batched"],
+      one_by_one=r["steps_per_s"]["lintraj one by one"],
+      torch=r["steps_per_s"]["torch one by one"],
+      torch_1t=r["steps_per_s"]["torch one by one, 1 thread"],
+      x_torch=r["x_torch"],
+      x_torch_1t=r["x_torch_1t"],
+      x_one_by_one=r["x_one_by_one"],
+      first_call_s=r["seconds_batched_first_call"],
+      progress_pct=100 * r["progress_overhead"],
+    )
+    for r in rows
+  ]
+  print(
+    common.table(
+      table,
+      [
+        "config",
+        "batched",
+        "one_by_one",
+        "torch",
+        "torch_1t",
+        "x_torch",
+        "x_torch_1t",
+        "x_one_by_one",
+        "first_call_s",
+        "progress_pct",
+      ],
+    )
+  )
   print(f"trajectory-steps/s, {steps} steps, record_every {record_every}; wrote {path}")
 
 

@@ -13,14 +13,15 @@ Rows, all measured side by side in one process (repetitions interleaved, median 
   the same with one thread (``torch.set_num_threads(1)``; every OpenBLAS held to one thread).
 - ``cand: <name>`` (LAPACK on one thread, as the shipped runs hold it, so that thread contention
   does not drown the algorithms' differences): one compiled scan (this file's
-  :func:`candidate_runner`, the same loss, update and :func:`lintraj.recording.record` fields) with the singular values computed by
-  candidate ``<name>``: ``exact`` (one LAPACK SVD per matrix), ``batched`` (the library default:
-  equal shapes in batched calls of up to 8), ``gram`` (``sqrt(eigvalsh(W^T W))``, the Gram
-  balancedness already needs), ``tracked`` (stateful prototype, see :func:`_track_one`:
-  Rayleigh-Ritz from the previous record's right singular vectors, one simultaneous first-order
-  Jacobi correction, Newton-Schulz re-orthonormalisation, an exact SVD re-sync every 50 records;
-  no error control). Their ``max err`` column is the largest ``|sigma - sigma_exact| / sigma_max``
-  over every record and matrix, against ``cand: exact`` on the same weights.
+  :func:`candidate_runner`, the same loss, update and :func:`lintraj.recording.record` fields) with
+  the singular values computed by candidate ``<name>``: ``exact`` (one LAPACK SVD per matrix),
+  ``batched`` (the library default: equal shapes in batched calls of up to 8), ``gram``
+  (``sqrt(eigvalsh(W^T W))``, the Gram balancedness already needs), ``tracked`` (stateful prototype,
+  see :func:`_track_one`: Rayleigh-Ritz from the previous record's right singular vectors, one
+  simultaneous first-order Jacobi correction, Newton-Schulz re-orthonormalisation, an exact SVD
+  re-sync every 50 records; no error control). Their ``max err`` column is the largest ``|sigma -
+  sigma_exact| / sigma_max`` over every record and matrix, against ``cand: exact`` on the same
+  weights.
 
 Usage: ``python benchmarks/bench_tracking.py [--quick]``.
 """
@@ -43,9 +44,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import reference_numpy  # noqa: E402
 from common import lt  # noqa: E402
-from lintraj import _engine  # noqa: E402
+
+from lintraj import (
+  _engine,  # noqa: E402
+  recording,  # noqa: E402
+)
 from lintraj import singular_values as sv  # noqa: E402
-from lintraj import recording  # noqa: E402
 
 try:
   import reference_torch
@@ -85,6 +89,7 @@ RESYNC = 50
 
 
 # ---- singular-value candidates: f(matrices, state, resync) -> (values, state) ----------------
+
 
 def _exact(matrices, state, resync):
   return sv.singular_values(matrices, "exact"), state
@@ -133,12 +138,15 @@ def _track_one(m, v):
 
 def _tracked(matrices, state, resync):
   tall = tuple(_tall(m) for m in matrices)
+
   def exact(_):
     outs = [jnp.linalg.svd(m, full_matrices=False) for m in tall]
     return tuple(s for _, s, _ in outs), tuple(vt.T for *_, vt in outs)
+
   def track(_):
     pairs = [_track_one(m, v) for m, v in zip(tall, state)]
     return tuple(s for s, _ in pairs), tuple(v for _, v in pairs)
+
   return lax.cond(resync, exact, track, None)
 
 
@@ -150,14 +158,23 @@ def candidate_runner(singular_values_fn):
   value_and_grad = jax.value_and_grad(lambda ws, loss: loss(lt.end_to_end(ws)))
 
   def record(ws, value, grads, loss, state, index):
-    fields = recording.record(ws, value, grads, loss.target) if singular_values_fn is _batched \
-        else None
+    fields = (
+      recording.record(ws, value, grads, loss.target) if singular_values_fn is _batched else None
+    )
     if fields is None:
-      fields = dict(loss=value, balancedness=lt.metrics.balancedness(ws),
-                    deficiency_margin=lt.metrics.deficiency_margin(ws, loss.target),
-                    grad_norm=jnp.sqrt(sum(jnp.sum(g ** 2) for g in grads)))
-      values, state = singular_values_fn(tuple(ws) + (lt.end_to_end(ws),), state, index % RESYNC == 0)
-      fields["layer_singular_values"], fields["end_to_end_singular_values"] = values[:-1], values[-1]
+      fields = dict(
+        loss=value,
+        balancedness=lt.metrics.balancedness(ws),
+        deficiency_margin=lt.metrics.deficiency_margin(ws, loss.target),
+        grad_norm=jnp.sqrt(sum(jnp.sum(g**2) for g in grads)),
+      )
+      values, state = singular_values_fn(
+        tuple(ws) + (lt.end_to_end(ws),), state, index % RESYNC == 0
+      )
+      fields["layer_singular_values"], fields["end_to_end_singular_values"] = (
+        values[:-1],
+        values[-1],
+      )
     return fields, state
 
   @functools.partial(jax.jit, static_argnames=("steps", "record_every"))
@@ -184,16 +201,19 @@ def max_error(recs, exact) -> float:
   """Largest ``|sigma - sigma_exact| / sigma_max`` over records and matrices."""
   pairs = list(zip(recs["layer_singular_values"], exact["layer_singular_values"]))
   pairs.append((recs["end_to_end_singular_values"], exact["end_to_end_singular_values"]))
-  return max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.max(np.asarray(b), axis=-1,
-                                                                             keepdims=True)))
-             for a, b in pairs)
+  return max(
+    float(
+      np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.max(np.asarray(b), axis=-1, keepdims=True))
+    )
+    for a, b in pairs
+  )
 
 
 def measure(depth, width, record_every, quick):
   weights, phi = common.problem(depth, width)
   jweights, loss = tuple(jnp.asarray(w) for w in weights), lt.losses.target(phi)
   lr = jnp.asarray(common.LR, jnp.float32)
-  jax_steps = record_every * 10   # per call; a sample repeats calls to last about `target`
+  jax_steps = record_every * 10  # per call; a sample repeats calls to last about `target`
   ref_steps = record_every * 3
   runs, steps_of, errors = {}, {}, {}
   contexts = collections.defaultdict(lambda: contextlib.nullcontext)  # entered once per sample
@@ -202,8 +222,9 @@ def measure(depth, width, record_every, quick):
   for name, fn in CANDIDATES.items():
     runner = candidate_runner(fn)
     state = tracked_init(jweights + (lt.end_to_end(jweights),)) if fn is _tracked else ()
-    call = functools.partial(runner, jweights, loss, lr, state, steps=jax_steps,
-                             record_every=record_every)
+    call = functools.partial(
+      runner, jweights, loss, lr, state, steps=jax_steps, record_every=record_every
+    )
     outputs[name] = jax.block_until_ready(call()[0])  # compiles, and keeps the records
     runs[f"cand: {name}"] = lambda call=call: jax.block_until_ready(call())
     contexts[f"cand: {name}"] = sv.lapack_single_thread
@@ -218,25 +239,33 @@ def measure(depth, width, record_every, quick):
   lintraj_steps = jax_steps if quick else record_every * max(10, int(0.3 / per_step / record_every))
 
   def lintraj_run():
-    jax.block_until_ready(lt.gradient_descent(jweights, loss, lr=common.LR, steps=lintraj_steps,
-                                              record_every=record_every))
+    jax.block_until_ready(
+      lt.gradient_descent(
+        jweights, loss, lr=common.LR, steps=lintraj_steps, record_every=record_every
+      )
+    )
+
   lintraj_run()  # compile
   runs["lintraj"], steps_of["lintraj"] = lintraj_run, lintraj_steps
   default_threads = "lintraj, OpenBLAS default threads"
   runs[default_threads], steps_of[default_threads] = lintraj_run, lintraj_steps
   contexts[default_threads] = openblas_default_threads
   if reference_torch is not None:
-    runs["torch"] = lambda: reference_torch.run(weights, phi, lr=common.LR, steps=ref_steps,
-                                                record_every=record_every)
+    runs["torch"] = lambda: reference_torch.run(
+      weights, phi, lr=common.LR, steps=ref_steps, record_every=record_every
+    )
     steps_of["torch"] = ref_steps
     runs["torch, 1 thread"], steps_of["torch, 1 thread"] = runs["torch"], ref_steps
     contexts["torch, 1 thread"] = torch_one_thread
-  runs["numpy"] = lambda: reference_numpy.run(weights, phi, lr=common.LR, steps=ref_steps,
-                                              record_every=record_every)
+  runs["numpy"] = lambda: reference_numpy.run(
+    weights, phi, lr=common.LR, steps=ref_steps, record_every=record_every
+  )
   steps_of["numpy"] = ref_steps
   if threadpoolctl is not None:
     runs["numpy, BLAS 1 thread"], steps_of["numpy, BLAS 1 thread"] = runs["numpy"], ref_steps
-    contexts["numpy, BLAS 1 thread"] = lambda: threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+    contexts["numpy, BLAS 1 thread"] = lambda: threadpoolctl.threadpool_limits(
+      limits=1, user_api="blas"
+    )
 
   # Each sample runs an implementation `reps` times so that it lasts about `target` seconds.
   target = 0.02 if quick else 0.15
@@ -245,6 +274,7 @@ def measure(depth, width, record_every, quick):
     with contexts[name]():
       for _ in range(n):
         runs[name]()
+
   reps = {}
   for name in runs:
     once = common.interleaved({name: lambda name=name: sample(name, 1)}, 1)[name]
@@ -253,13 +283,29 @@ def measure(depth, width, record_every, quick):
   seconds = common.interleaved(samples, 1 if quick else 3)
   rate = {name: reps[name] * steps_of[name] / seconds[name] for name in runs}
   rows = []
-  first = ["lintraj", "lintraj, OpenBLAS default threads", "torch", "torch, 1 thread", "numpy",
-           "numpy, BLAS 1 thread"]
+  first = [
+    "lintraj",
+    "lintraj, OpenBLAS default threads",
+    "torch",
+    "torch, 1 thread",
+    "numpy",
+    "numpy, BLAS 1 thread",
+  ]
   for name in sorted(runs, key=lambda n: (first + [n]).index(n)):
-    row = dict(depth=depth, width=width, record_every=record_every, impl=name,
-               steps_per_s=rate[name], max_err=errors.get(name))
-    for ref, key in (("torch", "x_torch"), ("numpy", "x_numpy"), ("torch, 1 thread", "x_torch_1t"),
-                     ("numpy, BLAS 1 thread", "x_numpy_1t")):
+    row = dict(
+      depth=depth,
+      width=width,
+      record_every=record_every,
+      impl=name,
+      steps_per_s=rate[name],
+      max_err=errors.get(name),
+    )
+    for ref, key in (
+      ("torch", "x_torch"),
+      ("numpy", "x_numpy"),
+      ("torch, 1 thread", "x_torch_1t"),
+      ("numpy, BLAS 1 thread", "x_numpy_1t"),
+    ):
       if ref in rate:
         row[key] = rate[name] / rate[ref]
     rows.append(row)
@@ -268,26 +314,45 @@ def measure(depth, width, record_every, quick):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true",
-                      help="a fast smoke run of depth 4 width 16 only (numbers meaningless)")
+  parser.add_argument(
+    "--quick",
+    action="store_true",
+    help="a fast smoke run of depth 4 width 16 only (numbers meaningless)",
+  )
   parser.add_argument("--configs", default=None, help="e.g. 4x16,8x128 (default: all)")
   parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
   args = parser.parse_args(argv)
   global reference_torch
   if args.no_torch:
     reference_torch = None
-  configs = (CONFIGS[:1] if args.quick else CONFIGS) if args.configs is None else tuple(
-      tuple(int(x) for x in c.split("x")) for c in args.configs.split(","))
+  configs = (
+    (CONFIGS[:1] if args.quick else CONFIGS)
+    if args.configs is None
+    else tuple(tuple(int(x) for x in c.split("x")) for c in args.configs.split(","))
+  )
   rows = []
   for depth, width in configs:
     for record_every in RECORD_EVERY:
       rows += measure(depth, width, record_every, args.quick)
       print(f"measured depth {depth} width {width} record_every {record_every}", flush=True)
-  columns = ["depth", "width", "record_every", "impl", "steps_per_s", "x_torch", "x_numpy",
-             "x_torch_1t", "x_numpy_1t", "max_err"]
+  columns = [
+    "depth",
+    "width",
+    "record_every",
+    "impl",
+    "steps_per_s",
+    "x_torch",
+    "x_numpy",
+    "x_torch_1t",
+    "x_numpy_1t",
+    "max_err",
+  ]
   print(common.table(rows, columns))
-  path = common.write("tracking", dict(rows=rows, torch=reference_torch is not None,
-                                       threadpoolctl=threadpoolctl is not None), args.quick)
+  path = common.write(
+    "tracking",
+    dict(rows=rows, torch=reference_torch is not None, threadpoolctl=threadpoolctl is not None),
+    args.quick,
+  )
   print(f"wrote {path}")
   return rows
 

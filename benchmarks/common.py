@@ -28,7 +28,8 @@ LR = 1e-2
 
 
 def problem(depth: int, width: int, dtype=np.float32, seed: int = 0):
-  """``(weights, phi)`` as NumPy arrays: ``depth`` orthogonal ``width x width`` layers and a target."""
+  """``(weights, phi)`` as NumPy arrays: ``depth`` orthogonal ``width x width`` layers and a
+  target."""
   weights = lt.init.orthogonal(jax.random.PRNGKey(seed), (width,) * (depth + 1), dtype=jnp.float32)
   rng = np.random.default_rng(seed)
   phi = rng.standard_normal((width, width)) / (2.0 * np.sqrt(width))
@@ -36,7 +37,8 @@ def problem(depth: int, width: int, dtype=np.float32, seed: int = 0):
 
 
 def interleaved(runs: dict, repeats: int) -> dict:
-  """Median seconds of each zero-argument callable, the repetitions interleaved (a, b, c, a, b, c...)."""
+  """Median seconds of each zero-argument callable, the repetitions interleaved (a, b, c, a, b,
+  c...)."""
   times = {name: [] for name in runs}
   for _ in range(repeats):
     for name, run in runs.items():
@@ -48,10 +50,16 @@ def interleaved(runs: dict, repeats: int) -> dict:
 
 def machine() -> dict:
   """What the numbers were measured on."""
-  return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
-              cpus=os.cpu_count(), python=platform.python_version(), jax=jax.__version__,
-              backend=jax.default_backend(), numpy=np.__version__,
-              time=time.strftime("%Y-%m-%d %H:%M:%S"))
+  return dict(
+    platform=platform.platform(),
+    processor=platform.processor() or platform.machine(),
+    cpus=os.cpu_count(),
+    python=platform.python_version(),
+    jax=jax.__version__,
+    backend=jax.default_backend(),
+    numpy=np.__version__,
+    time=time.strftime("%Y-%m-%d %H:%M:%S"),
+  )
 
 
 def write(name: str, payload: dict, quick: bool):
@@ -65,10 +73,12 @@ def write(name: str, payload: dict, quick: bool):
 
 def table(rows: list[dict], columns: list[str]) -> str:
   """A Markdown table of ``rows`` (dicts) with the given columns."""
+
   def fmt(v):
     if isinstance(v, float):
       return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
     return "" if v is None else str(v)
+
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
   lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
   return "\n".join(lines)

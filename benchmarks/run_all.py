@@ -17,10 +17,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import common  # noqa: E402
 
-SCRIPTS = ("bench_tracking", "bench_bare_step", "bench_compile", "bench_memory", "bench_sweep",
-           "bench_levers")
-RESULT_OF = dict(bench_tracking="tracking", bench_bare_step="bare_step", bench_compile="compile",
-                 bench_memory="memory", bench_sweep="sweep", bench_levers="levers")
+SCRIPTS = (
+  "bench_tracking",
+  "bench_bare_step",
+  "bench_compile",
+  "bench_memory",
+  "bench_sweep",
+  "bench_levers",
+)
+RESULT_OF = dict(
+  bench_tracking="tracking",
+  bench_bare_step="bare_step",
+  bench_compile="compile",
+  bench_memory="memory",
+  bench_sweep="sweep",
+  bench_levers="levers",
+)
 
 
 def load(name):
@@ -33,23 +45,43 @@ def load(name):
 
 def tracking_section(res):
   rows = res["rows"]
-  out = ["## 1. Tracking throughput", "",
-         "Steps/s of gradient descent recording loss, balancedness, deficiency margin, gradient norm "
-         "and every layer's and the end-to-end singular values (float32, equal widths, "
-         "orthogonal init). `x torch` / `x numpy`: ratio to the PyTorch eager loop "
-         "(`reference_torch.py`) and the NumPy loop (`reference_numpy.py`) measured in the same run, "
-         "`x torch 1t` / `x numpy 1t` to the same loops on one thread (`torch.set_num_threads(1)`; "
-         "OpenBLAS held to one thread). "
-         "`lintraj` is `lt.gradient_descent` as shipped (it holds the OpenBLAS behind jaxlib's LAPACK "
-         "to one thread while its loop runs); `lintraj, OpenBLAS default threads` the same call "
-         "with that hold disabled (the previous default); `cand: *` rows "
-         "are the singular-value candidates in one compiled scan (`bench_tracking.py`), `max err` "
-         "their largest `|sigma - sigma_exact| / sigma_max` against `cand: exact` over the run.", ""]
+  out = [
+    "## 1. Tracking throughput",
+    "",
+    "Steps/s of gradient descent recording loss, balancedness, deficiency margin, gradient norm "
+    "and every layer's and the end-to-end singular values (float32, equal widths, "
+    "orthogonal init). `x torch` / `x numpy`: ratio to the PyTorch eager loop "
+    "(`reference_torch.py`) and the NumPy loop (`reference_numpy.py`) measured in the same run, "
+    "`x torch 1t` / `x numpy 1t` to the same loops on one thread (`torch.set_num_threads(1)`; "
+    "OpenBLAS held to one thread). "
+    "`lintraj` is `lt.gradient_descent` as shipped (it holds the OpenBLAS behind jaxlib's LAPACK "
+    "to one thread while its loop runs); `lintraj, OpenBLAS default threads` the same call "
+    "with that hold disabled (the previous default); `cand: *` rows "
+    "are the singular-value candidates in one compiled scan (`bench_tracking.py`), `max err` "
+    "their largest `|sigma - sigma_exact| / sigma_max` against `cand: exact` over the run.",
+    "",
+  ]
   for every in sorted({r["record_every"] for r in rows}):
     out += [f"### record_every = {every}", ""]
-    sub = [dict(r, config=f"({r['depth']}, {r['width']})") for r in rows if r["record_every"] == every]
-    out += [common.table(sub, ["config", "impl", "steps_per_s", "x_torch", "x_numpy", "x_torch_1t",
-                                "x_numpy_1t", "max_err"]), ""]
+    sub = [
+      dict(r, config=f"({r['depth']}, {r['width']})") for r in rows if r["record_every"] == every
+    ]
+    out += [
+      common.table(
+        sub,
+        [
+          "config",
+          "impl",
+          "steps_per_s",
+          "x_torch",
+          "x_numpy",
+          "x_torch_1t",
+          "x_numpy_1t",
+          "max_err",
+        ],
+      ),
+      "",
+    ]
   return out
 
 
@@ -58,42 +90,69 @@ def goals(tracking, bare, compile_):
   if tracking:
     rows = {(r["depth"], r["width"], r["record_every"], r["impl"]): r for r in tracking["rows"]}
     # The shipped `lintraj` row, against the references on their default threads and on one thread.
-    pairings = (("x_torch", "x_numpy", "the PyTorch loop on its default threads",
-                 "the PyTorch and NumPy loops on their default threads"),
-                ("x_torch_1t", "x_numpy_1t", "the PyTorch loop on one thread",
-                 "the PyTorch and NumPy loops on one thread"))
+    pairings = (
+      (
+        "x_torch",
+        "x_numpy",
+        "the PyTorch loop on its default threads",
+        "the PyTorch and NumPy loops on their default threads",
+      ),
+      (
+        "x_torch_1t",
+        "x_numpy_1t",
+        "the PyTorch loop on one thread",
+        "the PyTorch and NumPy loops on one thread",
+      ),
+    )
     for x_torch, x_numpy, torch_ref, both_refs in pairings:
       for cfg, want in (((4, 16), 10), ((8, 128), 3)):
         r = rows.get(cfg + (1, "lintraj"), {}).get(x_torch)
         if r is not None:
-          out.append(f"- Full tracking, record_every=1, {cfg}: `lintraj` {r:.3g}x {torch_ref} "
-                     f"(goal >= {want}x): {'met' if r >= want else 'NOT met'}.")
-      slower = sorted(f"{(r['depth'], r['width'])} k={r['record_every']} vs {ref} ({r[key]:.3g}x)"
-                      for r in tracking["rows"] if r["impl"] == "lintraj"
-                      for ref, key in (("torch", x_torch), ("numpy", x_numpy))
-                      if r.get(key) is not None and r[key] < 1)
-      out.append(f"- Never slower than {both_refs}, at every benchmarked size and record_every: " + (
-          "met." if not slower else "NOT met, slower at " + "; ".join(slower) + "."))
+          out.append(
+            f"- Full tracking, record_every=1, {cfg}: `lintraj` {r:.3g}x {torch_ref} "
+            f"(goal >= {want}x): {'met' if r >= want else 'NOT met'}."
+          )
+      slower = sorted(
+        f"{(r['depth'], r['width'])} k={r['record_every']} vs {ref} ({r[key]:.3g}x)"
+        for r in tracking["rows"]
+        if r["impl"] == "lintraj"
+        for ref, key in (("torch", x_torch), ("numpy", x_numpy))
+        if r.get(key) is not None and r[key] < 1
+      )
+      out.append(
+        f"- Never slower than {both_refs}, at every benchmarked size and record_every: "
+        + ("met." if not slower else "NOT met, slower at " + "; ".join(slower) + ".")
+      )
   if bare:
     wide = [r for r in bare["rows"] if r["width"] >= 128]
     if wide:
       low = min(r["ratio"] for r in wide)
-      out.append(f"- Bare step >= 70% of matmul throughput at widths >= 128: lowest {low:.0%}: "
-                 f"{'met' if low >= 0.7 else 'NOT met'}.")
+      out.append(
+        f"- Bare step >= 70% of matmul throughput at widths >= 128: lowest {low:.0%}: "
+        f"{'met' if low >= 0.7 else 'NOT met'}."
+      )
   if compile_:
     d32 = [r for r in compile_["rows"] if r["depth"] == 32]
     if d32:
       c = d32[0]["compile_s"]
-      out.append(f"- Compile <= 2 s at depth 32 with full tracking: {c:.2f} s: "
-                 f"{'met' if c <= 2 else 'NOT met'}.")
+      out.append(
+        f"- Compile <= 2 s at depth 32 with full tracking: {c:.2f} s: "
+        f"{'met' if c <= 2 else 'NOT met'}."
+      )
   return out + [""]
 
 
 def _rate(tracking, depth, width, every, impl):
   """Steps/s of one row of the tracking table, or None."""
   key = (depth, width, every, impl)
-  return next((r["steps_per_s"] for r in tracking["rows"]
-               if (r["depth"], r["width"], r["record_every"], r["impl"]) == key), None)
+  return next(
+    (
+      r["steps_per_s"]
+      for r in tracking["rows"]
+      if (r["depth"], r["width"], r["record_every"], r["impl"]) == key
+    ),
+    None,
+  )
 
 
 def _lever(levers, group, lever, every=1):
@@ -106,17 +165,35 @@ def _flag_verdict(flags) -> str:
   """Which flags beat the default by more than twice the control's distance from 1 (at least 5%)
   at every measured size, in this run."""
   configs = {r.get("config", "(4, 16)") for r in flags}
-  noise = max([abs(1 - r["x_shipped"]) for r in flags
-               if r["lever"] == "none (control)" and r["x_shipped"] is not None] + [0.025])
+  noise = max(
+    [
+      abs(1 - r["x_shipped"])
+      for r in flags
+      if r["lever"] == "none (control)" and r["x_shipped"] is not None
+    ]
+    + [0.025]
+  )
   names = {r["lever"] for r in flags if r["lever"] != "none (control)"}
-  faster = sorted(n for n in names if all(
+  faster = sorted(
+    n
+    for n in names
+    if all(
       r["x_shipped"] is not None and r["x_shipped"] < 1 - 2 * noise
-      for r in flags if r["lever"] == n) and len([r for r in flags if r["lever"] == n]) == len(configs))
+      for r in flags
+      if r["lever"] == n
+    )
+    and len([r for r in flags if r["lever"] == n]) == len(configs)
+  )
   if not faster:
-    return (f"No flag beat the default by more than twice that ({2 * noise:.0%}) at every size "
-            "in this run: none is worth recommending.")
-  return ("Beyond twice that noise at every size in this run: " + ", ".join(f"`{n}`" for n in faster)
-          + " (one run; repeat before recommending it).")
+    return (
+      f"No flag beat the default by more than twice that ({2 * noise:.0%}) at every size "
+      "in this run: none is worth recommending."
+    )
+  return (
+    "Beyond twice that noise at every size in this run: "
+    + ", ".join(f"`{n}`" for n in faster)
+    + " (one run; repeat before recommending it)."
+  )
 
 
 def what_the_tables_say(tracking, levers):
@@ -128,167 +205,261 @@ def what_the_tables_say(tracking, levers):
     gains = []
     for every in sorted({r["record_every"] for r in tracking["rows"]}):
       for depth, width in configs:
-        new, old = (_rate(tracking, depth, width, every, impl)
-                    for impl in ("lintraj", "lintraj, OpenBLAS default threads"))
+        new, old = (
+          _rate(tracking, depth, width, every, impl)
+          for impl in ("lintraj", "lintraj, OpenBLAS default threads")
+        )
         if new and old:
           gains.append(f"{(depth, width)} k={every}: {new / old:.3g}x")
     if gains:
-      out.append("- Holding the OpenBLAS behind jaxlib's LAPACK to one thread during a run (shipped: "
-                 "the `lintraj` rows; `lintraj, OpenBLAS default threads` is the previous default) "
-                 "multiplies the rate by: " + "; ".join(gains)
-                 + ". On this shared 2-core CPU, OpenBLAS's threads inside each SVD call contend "
-                 "with XLA's, how much depends on what else runs: at (8, 128) the hold gave 6.65x at "
-                 "record_every=1 and 22.1x at 10 in a run under load earlier the same day, and about "
-                 "1.1-1.5x on an idle machine. The same holds for the references (compare `torch` "
-                 "with `torch, 1 thread`, `numpy` with `numpy, BLAS 1 thread`).")
+      out.append(
+        "- Holding the OpenBLAS behind jaxlib's LAPACK to one thread during a run (shipped: "
+        "the `lintraj` rows; `lintraj, OpenBLAS default threads` is the previous default) "
+        "multiplies the rate by: "
+        + "; ".join(gains)
+        + ". On this shared 2-core CPU, OpenBLAS's threads inside each SVD call contend "
+        "with XLA's, how much depends on what else runs: at (8, 128) the hold gave 6.65x at "
+        "record_every=1 and 22.1x at 10 in a run under load earlier the same day, and about "
+        "1.1-1.5x on an idle machine. The same holds for the references (compare `torch` "
+        "with `torch, 1 thread`, `numpy` with `numpy, BLAS 1 thread`)."
+      )
     errs = {r["impl"]: r["max_err"] for r in tracking["rows"] if r.get("max_err") is not None}
-    gram = [f"{(d, w)} k={k}: {g / b:.2f}x" for k in sorted({r["record_every"] for r in tracking["rows"]})
-            for d, w in configs
-            for g, b in [(_rate(tracking, d, w, k, "cand: gram"), _rate(tracking, d, w, k, "cand: batched"))]
-            if g and b]
-    out.append("- The `cand: *` rows differ only in how the singular values are computed. `gram` "
-               "(eigvalsh of the Gram matrix) against `batched` in this run: " + "; ".join(gram)
-               + ". Its error on zero singular values was 2.1e-4 sigma_max in float32 (measured "
-               "2026-11-23 on the rank-deficient balanced problem of `tests/test_tracking.py`, not "
-               "a column of this table; the orthogonal init here has none, hence its small "
-               "`max err`), so it misses the 1e-5 bar wherever it is faster; the stateful `tracked` prototype is "
-               "the fastest at record_every=1 but misses the 1e-5 bar"
-               + (f" (`max err` up to {max(v for k, v in errs.items() if 'tracked' in k):.2g})"
-                  if any('tracked' in k for k in errs) else "")
-               + " when clusters of equal singular values split, so it is not shipped. `batched` "
-               "(the default) against `exact` (one call per matrix) is often within this machine's "
-               "noise.")
+    gram = [
+      f"{(d, w)} k={k}: {g / b:.2f}x"
+      for k in sorted({r["record_every"] for r in tracking["rows"]})
+      for d, w in configs
+      for g, b in [
+        (_rate(tracking, d, w, k, "cand: gram"), _rate(tracking, d, w, k, "cand: batched"))
+      ]
+      if g and b
+    ]
+    out.append(
+      "- The `cand: *` rows differ only in how the singular values are computed. `gram` "
+      "(eigvalsh of the Gram matrix) against `batched` in this run: "
+      + "; ".join(gram)
+      + ". Its error on zero singular values was 2.1e-4 sigma_max in float32 (measured "
+      "2026-11-23 on the rank-deficient balanced problem of `tests/test_tracking.py`, not "
+      "a column of this table; the orthogonal init here has none, hence its small "
+      "`max err`), so it misses the 1e-5 bar wherever it is faster; the stateful `tracked` "
+      "prototype is "
+      "the fastest at record_every=1 but misses the 1e-5 bar"
+      + (
+        f" (`max err` up to {max(v for k, v in errs.items() if 'tracked' in k):.2g})"
+        if any("tracked" in k for k in errs)
+        else ""
+      )
+      + " when clusters of equal singular values split, so it is not shipped. `batched` "
+      "(the default) against `exact` (one call per matrix) is often within this machine's "
+      "noise."
+    )
   if levers:
     shipped = _lever(levers, "record", "shipped record").get("us_per_step")
     no_sv = _lever(levers, "record", "no singular values").get("us_per_step")
     loss_only = _lever(levers, "record", "loss only").get("us_per_step")
     if shipped and no_sv and loss_only:
-      out.append(f"- Where a step goes at (4, 16), record_every=1 (section 6): {shipped:.0f} us per "
-                 f"step shipped, {no_sv:.0f} us without the singular values (so the five 16 x 16 "
-                 f"SVDs, about {shipped - no_sv:.0f} us, are the largest part; a microbenchmark "
-                 f"while this was written: about 10 us per 16 x 16 matrix in XLA's batched LAPACK "
-                 f"call, 16 us per `numpy.linalg.svd` call), "
-                 f"{loss_only:.0f} us recording the loss only (the GD step, the loop and the other "
-                 f"metrics).")
+      out.append(
+        f"- Where a step goes at (4, 16), record_every=1 (section 6): {shipped:.0f} us per "
+        f"step shipped, {no_sv:.0f} us without the singular values (so the five 16 x 16 "
+        f"SVDs, about {shipped - no_sv:.0f} us, are the largest part; a microbenchmark "
+        f"while this was written: about 10 us per 16 x 16 matrix in XLA's batched LAPACK "
+        f"call, 16 us per `numpy.linalg.svd` call), "
+        f"{loss_only:.0f} us recording the loss only (the GD step, the loop and the other "
+        f"metrics)."
+      )
     sv_rows = [r for r in levers["rows"] if r["group"] == "singular values" and r["x_shipped"] != 1]
     if sv_rows:
-      out.append("- Singular-value levers at (4, 16), time over the shipped path in this run: "
-                 + "; ".join(f"{r['lever']}: {r['x_shipped']:.2f}" for r in sv_rows)
-                 + ". The control row is the shipped path compiled twice: its distance from 1 is "
-                 "the noise. Earlier side-by-side comparisons while `bench_levers.py` was written: "
-                 "LAPACK's QR driver (`gesvd`) at 0.97 to 1.02 of the shipped time in six (at (4, 16) "
-                 "twice, (8, 64), (8, 128) twice, (16, 32)) and 0.91 in the script's first full run; "
-                 "two half batches at 0.96 ((4, 16)) and 1.07 ((8, 128)), and 0.94 in that first "
-                 "run. No repeatable speed-up beyond the noise, so `lintraj/singular_values.py` keeps "
-                 "one batched `gesdd` call per shape. A 16 x 16 SVD costs what LAPACK's call costs, "
-                 "and an SVD written in XLA operations would pay XLA's per-operation cost many times "
-                 "over (XLA's Jacobi SVD is not implemented on CPU).")
-    flags = [r for r in levers["rows"] if r["group"] == "xla flags" and r["lever"] != "none (default)"]
+      out.append(
+        "- Singular-value levers at (4, 16), time over the shipped path in this run: "
+        + "; ".join(f"{r['lever']}: {r['x_shipped']:.2f}" for r in sv_rows)
+        + ". The control row is the shipped path compiled twice: its distance from 1 is "
+        "the noise. Earlier side-by-side comparisons while `bench_levers.py` was written: "
+        "LAPACK's QR driver (`gesvd`) at 0.97 to 1.02 of the shipped time in six (at (4, 16) "
+        "twice, (8, 64), (8, 128) twice, (16, 32)) and 0.91 in the script's first full run; "
+        "two half batches at 0.96 ((4, 16)) and 1.07 ((8, 128)), and 0.94 in that first "
+        "run. No repeatable speed-up beyond the noise, so `lintraj/singular_values.py` keeps "
+        "one batched `gesdd` call per shape. A 16 x 16 SVD costs what LAPACK's call costs, "
+        "and an SVD written in XLA operations would pay XLA's per-operation cost many times "
+        "over (XLA's Jacobi SVD is not implemented on CPU)."
+      )
+    flags = [
+      r for r in levers["rows"] if r["group"] == "xla flags" and r["lever"] != "none (default)"
+    ]
     if flags:
       by_config = {}
       for r in flags:
         by_config.setdefault(r.get("config", "(4, 16)"), []).append(
-            f"`{r['lever']}`: {r['x_shipped']:.2f}" if r["x_shipped"] is not None
-            else f"`{r['lever']}`: rejected")
-      out.append("- XLA flags (a fresh process each, `XLA_FLAGS` set before jax starts), time over "
-                 "the default's: " + "; ".join(f"at {c}: " + ", ".join(v) for c, v in by_config.items())
-                 + ". `none (control)` is the default again, so its distance from 1 is the noise. "
-                 + _flag_verdict(flags)
-                 + " An earlier run of the same five flags while this script was written gave 1.00 "
-                 "to 1.08 at (4, 16) and, at (8, 128), 0.97 to 1.02 but 1.44 for "
-                 "`--xla_cpu_use_xnnpack=false` and 1.29 for `--xla_cpu_use_thunk_runtime=false`. "
-                 "lintraj sets no flags.")
+          f"`{r['lever']}`: {r['x_shipped']:.2f}"
+          if r["x_shipped"] is not None
+          else f"`{r['lever']}`: rejected"
+        )
+      out.append(
+        "- XLA flags (a fresh process each, `XLA_FLAGS` set before jax starts), time over "
+        "the default's: "
+        + "; ".join(f"at {c}: " + ", ".join(v) for c, v in by_config.items())
+        + ". `none (control)` is the default again, so its distance from 1 is the noise. "
+        + _flag_verdict(flags)
+        + " An earlier run of the same five flags while this script was written gave 1.00 "
+        "to 1.08 at (4, 16) and, at (8, 128), 0.97 to 1.02 but 1.44 for "
+        "`--xla_cpu_use_xnnpack=false` and 1.29 for `--xla_cpu_use_thunk_runtime=false`. "
+        "lintraj sets no flags."
+      )
     select = [_lever(levers, "loop bookkeeping", "jnp.where freeze (before)", k) for k in (1, 10)]
     if all(select):
-      out.append("- The largest lever found is not in the SVDs but in the loop: freezing stopped or "
-                 "diverged networks (`lintraj._engine._advance`) now takes the update under "
-                 "`lax.cond`; the previous code computed it and kept it or not with a `jnp.where` on "
-                 f"every weight at every step, which takes {select[0]['x_shipped']:.2f} of the shipped "
-                 f"time at record_every=1 and {select[1]['x_shipped']:.2f} at record_every=10 in this "
-                 "run (records bitwise equal; while this was written the `lax.cond` version measured "
-                 "0.71 to 0.84 of the `jnp.where` one at record_every=1 and 0.80 to 0.81 at 10). "
-                 "Batched runs are unaffected: under `vmap` a `lax.cond` becomes a select.")
-  out += ["- `lintraj` rows include `gradient_descent`'s fixed per-call cost (argument checks, "
-          "shape tracing) and the loop's divergence and stopping bookkeeping; the `cand: *` rows "
-          "have neither.", ""]
+      out.append(
+        "- The largest lever found is not in the SVDs but in the loop: freezing stopped or "
+        "diverged networks (`lintraj._engine._advance`) now takes the update under "
+        "`lax.cond`; the previous code computed it and kept it or not with a `jnp.where` on "
+        f"every weight at every step, which takes {select[0]['x_shipped']:.2f} of the shipped "
+        f"time at record_every=1 and {select[1]['x_shipped']:.2f} at record_every=10 in this "
+        "run (records bitwise equal; while this was written the `lax.cond` version measured "
+        "0.71 to 0.84 of the `jnp.where` one at record_every=1 and 0.80 to 0.81 at 10). "
+        "Batched runs are unaffected: under `vmap` a `lax.cond` becomes a select."
+      )
+  out += [
+    "- `lintraj` rows include `gradient_descent`'s fixed per-call cost (argument checks, "
+    "shape tracing) and the loop's divergence and stopping bookkeeping; the `cand: *` rows "
+    "have neither.",
+    "",
+  ]
   return out
 
 
 def readme():
   tracking, bare, compile_, memory, sweep, levers = (load(RESULT_OF[s]) for s in SCRIPTS)
   some = next((r for r in (tracking, bare, compile_, memory) if r), None)
-  out = ["# lintraj benchmarks", "",
-         "Generated by `python benchmarks/run_all.py` from `benchmarks/results/*.json`; do not edit by hand.",
-         "Torch is optional (`pip install -e \".[bench]\"`; a CPU build is fine).", "",
-         "**Absolute times vary**: these machines are shared (2 CPU cores, other jobs running), so "
-         "only ratios measured side by side in one run mean much: every script interleaves the "
-         "repetitions of the implementations it compares and keeps the median.", ""]
+  out = [
+    "# lintraj benchmarks",
+    "",
+    "Generated by `python benchmarks/run_all.py` from `benchmarks/results/*.json`; "
+    "do not edit by hand.",
+    'Torch is optional (`pip install -e ".[bench]"`; a CPU build is fine).',
+    "",
+    "**Absolute times vary**: these machines are shared (2 CPU cores, other jobs running), so "
+    "only ratios measured side by side in one run mean much: every script interleaves the "
+    "repetitions of the implementations it compares and keeps the median.",
+    "",
+  ]
   if some:
     m = some["machine"]
-    out += [f"Measured on: {m['processor']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, "
-            f"jax {m['jax']} ({m['backend']}), numpy {m['numpy']}, at {m['time']}.", ""]
+    out += [
+      f"Measured on: {m['processor']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, "
+      f"jax {m['jax']} ({m['backend']}), numpy {m['numpy']}, at {m['time']}.",
+      "",
+    ]
   out += goals(tracking, bare, compile_)
   out += what_the_tables_say(tracking, levers)
   if tracking:
     out += tracking_section(tracking)
   if bare:
-    out += ["## 2. Bare-step efficiency", "",
-            "GFLOP/s of `lt.gradient_descent`'s step (3 (N-1) matmuls of 2 d^3 flops counted; the "
-            "slope between runs of S and 3S steps) over a compiled chain of plain matmuls of the "
-            "same size, measured side by side.", "",
-            common.table(bare["rows"], ["depth", "width", "step_ms", "gd_gflops", "matmul_gflops",
-                                        "ratio"]), ""]
+    out += [
+      "## 2. Bare-step efficiency",
+      "",
+      "GFLOP/s of `lt.gradient_descent`'s step (3 (N-1) matmuls of 2 d^3 flops counted; the "
+      "slope between runs of S and 3S steps) over a compiled chain of plain matmuls of the "
+      "same size, measured side by side.",
+      "",
+      common.table(
+        bare["rows"], ["depth", "width", "step_ms", "gd_gflops", "matmul_gflops", "ratio"]
+      ),
+      "",
+    ]
   if compile_:
-    out += ["## 3. Compile time vs depth", "",
-            "First call minus second call of `lt.gradient_descent` (width 32, record_every 10, full "
-            "tracking), and the compile time of `record` alone with each singular-value method.", "",
-            common.table(compile_["rows"], ["depth", "width", "compile_s", "first_call_s",
-                                            "record_batched_s", "record_exact_s"]), ""]
+    out += [
+      "## 3. Compile time vs depth",
+      "",
+      "First call minus second call of `lt.gradient_descent` (width 32, record_every 10, full "
+      "tracking), and the compile time of `record` alone with each singular-value method.",
+      "",
+      common.table(
+        compile_["rows"],
+        ["depth", "width", "compile_s", "first_call_s", "record_batched_s", "record_exact_s"],
+      ),
+      "",
+    ]
   if memory:
-    out += ["## 4. Memory", "",
-            f"Peak resident memory (ru_maxrss) of one run in a fresh process, depth 4 width 16, "
-            f"record_every {memory['record_every']}; `growth` is against the 1000-step run, "
-            "`record_kib` what the records take.", "",
-            common.table(memory["rows"], ["steps", "peak_rss_mib", "growth_mib", "record_kib",
-                                          "seconds"]), ""]
+    out += [
+      "## 4. Memory",
+      "",
+      f"Peak resident memory (ru_maxrss) of one run in a fresh process, depth 4 width 16, "
+      f"record_every {memory['record_every']}; `growth` is against the 1000-step run, "
+      "`record_kib` what the records take.",
+      "",
+      common.table(
+        memory["rows"], ["steps", "peak_rss_mib", "growth_mib", "record_kib", "seconds"]
+      ),
+      "",
+    ]
   if sweep:
     rows = [dict(r, lanes_x_steps_per_s=r["steps_per_s"]["lintraj batched"]) for r in sweep["rows"]]
-    out += ["## 5. Sweeps", "",
-            "Trajectory-steps per second of `lt.batch_gradient_descent` for the Figure 1 shapes "
-            "(float32, records every 100 steps), against the same runs one by one with lintraj and "
-            "with a PyTorch eager loop (default threads and one thread), and the cost of the "
-            "progress bar (`benchmarks/bench_sweep.py`).", "",
-            common.table(rows, ["config", "lanes", "steps", "lanes_x_steps_per_s", "x_torch", "x_torch_1t",
-                                "x_one_by_one", "progress_overhead"]), ""]
+    out += [
+      "## 5. Sweeps",
+      "",
+      "Trajectory-steps per second of `lt.batch_gradient_descent` for the Figure 1 shapes "
+      "(float32, records every 100 steps), against the same runs one by one with lintraj and "
+      "with a PyTorch eager loop (default threads and one thread), and the cost of the "
+      "progress bar (`benchmarks/bench_sweep.py`).",
+      "",
+      common.table(
+        rows,
+        [
+          "config",
+          "lanes",
+          "steps",
+          "lanes_x_steps_per_s",
+          "x_torch",
+          "x_torch_1t",
+          "x_one_by_one",
+          "progress_overhead",
+        ],
+      ),
+      "",
+    ]
   if levers:
-    out += ["## 6. Levers at small sizes", "",
-            "Time per step of full tracking (float32), mostly at depth 4, width 16, each group measured side "
-            "by side against the shipped `lt.gradient_descent` (`x shipped` < 1: faster; "
-            "`bench_levers.py` says what each row changes). `record`: where the time goes; "
-            "`singular values`: how the five 16 x 16 matrices reach LAPACK; `loop bookkeeping`: "
-            "the per-step freeze of stopped or diverged networks as `lax.cond` (shipped) or as the "
-            "previous `jnp.where` on every weight (records bitwise "
-            f"equal: {levers.get('bookkeeping_records_equal')}); `xla flags`: a fresh process per "
-            "`XLA_FLAGS` value.", "",
-            common.table(levers["rows"], ["group", "config", "lever", "record_every", "us_per_step",
-                                          "x_shipped", "note"]), ""]
-  out += ["## 7. GPU", "",
-          "Not measured: no GPU was available to the session that ran these. On a GPU the absolute steps/s of these tables are "
-          "meaningful and batched sweeps are the case to measure.", ""]
+    out += [
+      "## 6. Levers at small sizes",
+      "",
+      "Time per step of full tracking (float32), mostly at depth 4, width 16, each group "
+      "measured side "
+      "by side against the shipped `lt.gradient_descent` (`x shipped` < 1: faster; "
+      "`bench_levers.py` says what each row changes). `record`: where the time goes; "
+      "`singular values`: how the five 16 x 16 matrices reach LAPACK; `loop bookkeeping`: "
+      "the per-step freeze of stopped or diverged networks as `lax.cond` (shipped) or as the "
+      "previous `jnp.where` on every weight (records bitwise "
+      f"equal: {levers.get('bookkeeping_records_equal')}); `xla flags`: a fresh process per "
+      "`XLA_FLAGS` value.",
+      "",
+      common.table(
+        levers["rows"],
+        ["group", "config", "lever", "record_every", "us_per_step", "x_shipped", "note"],
+      ),
+      "",
+    ]
+  out += [
+    "## 7. GPU",
+    "",
+    "Not measured: no GPU was available to the session that ran these. On a GPU the absolute "
+    "steps/s of these tables are "
+    "meaningful and batched sweeps are the case to measure.",
+    "",
+  ]
   with open(os.path.join(HERE, "README.md"), "w") as f:
     f.write("\n".join(out))
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="smoke-run every script; README untouched")
+  parser.add_argument(
+    "--quick", action="store_true", help="smoke-run every script; README untouched"
+  )
   parser.add_argument("--readme-only", action="store_true", help="only regenerate README.md")
   args = parser.parse_args(argv)
   if not args.readme_only:
     for script in SCRIPTS:
       print(f"== {script}", flush=True)
-      subprocess.run([sys.executable, os.path.join(HERE, f"{script}.py")] + (["--quick"] if args.quick else []),
-                     check=True)
+      subprocess.run(
+        [sys.executable, os.path.join(HERE, f"{script}.py")] + (["--quick"] if args.quick else []),
+        check=True,
+      )
   if not args.quick:
     readme()
     print(f"wrote {os.path.join(HERE, 'README.md')}")

@@ -3,42 +3,48 @@
 Weights are a plain tuple ``(W_1, ..., W_N)``, ``W_j`` of shape ``(d_j, d_{j-1})``.
 """
 
-from lintraj import init, losses, metrics
-from lintraj import singular_values
-from lintraj import theory
-from lintraj import landscape
-from lintraj.flow import gradient_flow
-from lintraj.dynamics import gradient_descent, train
-from lintraj.io import load, save
+from lintraj import (
+  init,
+  labeled,
+  landscape,
+  losses,
+  metrics,
+  progress,
+  singular_values,
+  sweep,
+  theory,
+)
 from lintraj.checkpoint import resume
-from lintraj import labeled, progress, sweep
-from lintraj.sweep import batch_gradient_descent, batch_train
+from lintraj.dynamics import gradient_descent, train
+from lintraj.flow import gradient_flow
+from lintraj.io import load, save
 from lintraj.network import end_to_end, layer_dims
 from lintraj.recording import Trajectory
+from lintraj.sweep import batch_gradient_descent, batch_train
 from lintraj.whitening import whiten
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "init",
-    "losses",
-    "metrics",
-    "singular_values",
-    "end_to_end",
-    "layer_dims",
-    "gradient_descent",
-    "train",
-    "theory",
-    "landscape",
-    "gradient_flow",
-    "Trajectory",
-    "whiten",
-    "save",
-    "load",
-    "resume",
-    "sweep",
-    "batch_gradient_descent",
-    "batch_train",
-    "progress",
-    "labeled",
+  "init",
+  "losses",
+  "metrics",
+  "singular_values",
+  "end_to_end",
+  "layer_dims",
+  "gradient_descent",
+  "train",
+  "theory",
+  "landscape",
+  "gradient_flow",
+  "Trajectory",
+  "whiten",
+  "save",
+  "load",
+  "resume",
+  "sweep",
+  "batch_gradient_descent",
+  "batch_train",
+  "progress",
+  "labeled",
 ]

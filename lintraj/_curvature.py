@@ -28,8 +28,14 @@ from lintraj.losses import Loss, as_loss
 from lintraj.network import check_weights, end_to_end
 from lintraj.validation import check_int
 
-__all__ = ["hessian", "hvp", "top_eigenvalues", "bottom_eigenvalues", "sharpness",
-           "hessian_extremes"]
+__all__ = [
+  "hessian",
+  "hvp",
+  "top_eigenvalues",
+  "bottom_eigenvalues",
+  "sharpness",
+  "hessian_extremes",
+]
 
 
 def _check_network(weights, loss) -> tuple[tuple, Loss]:
@@ -125,14 +131,18 @@ def hvp(weights, loss, v):
   if isinstance(v, (tuple, list)):
     shapes = [w.shape for w in weights]
     if len(v) != len(weights) or [jnp.shape(x) for x in v] != shapes:
-      raise ValueError(f"v as a tuple must have the layer shapes {shapes}; got "
-                       f"{[jnp.shape(x) for x in v]}. Or pass a flat vector of size "
-                       f"{flat.shape[0]}.")
+      raise ValueError(
+        f"v as a tuple must have the layer shapes {shapes}; got "
+        f"{[jnp.shape(x) for x in v]}. Or pass a flat vector of size "
+        f"{flat.shape[0]}."
+      )
     return unravel(_hvp_flat(weights, loss, ravel_pytree(tuple(v))[0].astype(flat.dtype)))
   v = jnp.asarray(v, flat.dtype)
   if v.shape != flat.shape:
-    raise ValueError(f"v must be a flat vector of shape {flat.shape} (all weights, row-major, in "
-                     f"layer order) or a tuple of the layer shapes; got shape {v.shape}.")
+    raise ValueError(
+      f"v must be a flat vector of shape {flat.shape} (all weights, row-major, in "
+      f"layer order) or a tuple of the layer shapes; got shape {v.shape}."
+    )
   return _hvp_flat(weights, loss, v)
 
 
@@ -154,8 +164,11 @@ def _lanczos(matvec, start, num_iterations: int, key):
   size, dtype = start.shape[0], start.dtype
   eps, tiny = jnp.finfo(dtype).eps, jnp.finfo(dtype).tiny
   start_norm = jnp.linalg.norm(start)
-  start = jnp.where(start_norm > 0, start / jnp.where(start_norm > 0, start_norm, 1.0),
-                    jax.random.normal(key, (size,), dtype) / math.sqrt(size))
+  start = jnp.where(
+    start_norm > 0,
+    start / jnp.where(start_norm > 0, start_norm, 1.0),
+    jax.random.normal(key, (size,), dtype) / math.sqrt(size),
+  )
   basis = jnp.zeros((num_iterations + 1, size), dtype).at[0].set(start)
   alphas = jnp.zeros((num_iterations,), dtype)
   betas = jnp.zeros((num_iterations,), dtype)
@@ -177,8 +190,9 @@ def _lanczos(matvec, start, num_iterations: int, key):
     betas = betas.at[j].set(jnp.where(broke, 0.0, beta))
     return basis.at[j + 1].set(following), alphas, betas, scale
 
-  carry = jax.tree_util.tree_map(lambda c: _varying_like(c, start),
-                                 (basis, alphas, betas, jnp.zeros((), dtype)))
+  carry = jax.tree_util.tree_map(
+    lambda c: _varying_like(c, start), (basis, alphas, betas, jnp.zeros((), dtype))
+  )
   basis, alphas, betas, _ = lax.fori_loop(0, num_iterations, body, carry)
   return basis, alphas, betas
 
@@ -191,6 +205,7 @@ def _tridiagonal(alphas, betas):
 def _varying_like(x, like):
   """``x`` typed as varying over the mesh axes ``like`` varies over (inside ``shard_map``, e.g. a
   sharded sweep tracking the sharpness, a random vector must vary like the weights it meets)."""
+
   def varying(a):
     return getattr(getattr(jax.typeof(a), "manual_axis_type", None), "varying", frozenset())
 
@@ -232,8 +247,10 @@ def _spectrum(weights, loss, k, method, num_iterations, key):
       num_iterations = _default_iterations(k, size)
     num_iterations = min(check_int("num_iterations", num_iterations, k), size)
     return _ritz_values(weights, loss, _default_key(key), num_iterations)
-  raise ValueError(f"method must be 'lanczos' (matrix-free) or 'dense' (eigvalsh of the dense "
-                   f"Hessian, small networks); got {method!r}.")
+  raise ValueError(
+    f"method must be 'lanczos' (matrix-free) or 'dense' (eigvalsh of the dense "
+    f"Hessian, small networks); got {method!r}."
+  )
 
 
 def _extreme_eigenvalues(weights, loss, k, method, num_iterations, key, largest: bool):
@@ -241,8 +258,9 @@ def _extreme_eigenvalues(weights, loss, k, method, num_iterations, key, largest:
   return values[::-1][:k] if largest else values[:k]
 
 
-def top_eigenvalues(weights, loss, k: int, *, method: str = "lanczos",
-                    num_iterations: int | None = None, key=None) -> jnp.ndarray:
+def top_eigenvalues(
+  weights, loss, k: int, *, method: str = "lanczos", num_iterations: int | None = None, key=None
+) -> jnp.ndarray:
   r"""The ``k`` largest eigenvalues of the Hessian of the network loss, in descending order.
 
   With ``method="lanczos"`` (default) the Hessian is never formed: ``num_iterations`` = :math:`m`
@@ -285,8 +303,9 @@ def top_eigenvalues(weights, loss, k: int, *, method: str = "lanczos",
   return _extreme_eigenvalues(weights, loss, k, method, num_iterations, key, largest=True)
 
 
-def bottom_eigenvalues(weights, loss, k: int, *, method: str = "lanczos",
-                       num_iterations: int | None = None, key=None) -> jnp.ndarray:
+def bottom_eigenvalues(
+  weights, loss, k: int, *, method: str = "lanczos", num_iterations: int | None = None, key=None
+) -> jnp.ndarray:
   r"""The ``k`` smallest eigenvalues of the Hessian of the network loss, in ascending order.
 
   Same algorithm and arguments as :func:`top_eigenvalues` (Lanczos with full reorthogonalisation,

@@ -71,6 +71,7 @@ def check_same_call(fingerprint: bytes | str, what: str, *, timeout_s: float | N
   if jax.process_count() == 1:
     return
   from jax._src import distributed  # the runtime client: the one store reads with a timeout
+
   client = distributed.global_state.client
   mine = jax.process_index()
   value = f"{what}:{fingerprint.hex() if isinstance(fingerprint, bytes) else fingerprint}"
@@ -86,16 +87,21 @@ def check_same_call(fingerprint: bytes | str, what: str, *, timeout_s: float | N
       theirs = client.blocking_key_value_get(f"{key}/{other}", remaining_ms)
     except jax.errors.JaxRuntimeError as err:  # a timeout is DEADLINE_EXCEEDED
       raise ValueError(
-          f"process {mine} called {what} (its call number {call} under jax.distributed) but "
-          f"process {other} did not make that call within {timeout_s:g} s ({type(err).__name__}: "
-          f"{str(err).splitlines()[0][:200]}). Make the same run calls, in the same order, on "
-          "every process (jax.process_count() processes).") from None
+        f"process {mine} called {what} (its call number {call} under jax.distributed) but "
+        f"process {other} did not make that call within {timeout_s:g} s ({type(err).__name__}: "
+        f"{str(err).splitlines()[0][:200]}). Make the same run calls, in the same order, on "
+        "every process (jax.process_count() processes)."
+      ) from None
     if theirs != value:
       their_what = theirs.rsplit(":", 1)[0]
-      differs = (f"called {what} with different arguments than process {mine}" if their_what == what
-                 else f"called {their_what} where process {mine} called {what}")
+      differs = (
+        f"called {what} with different arguments than process {mine}"
+        if their_what == what
+        else f"called {their_what} where process {mine} called {what}"
+      )
       raise ValueError(
-          f"process {other} {differs} (call number {call} of each under jax.distributed; "
-          f"fingerprints {theirs[-16:]} and {value[-16:]}). Build the same arguments on every "
-          "process (e.g. lt.sweep.grid with the same seeds, the same lr, steps and loss) and make "
-          "the same run calls, in the same order, on all of them.")
+        f"process {other} {differs} (call number {call} of each under jax.distributed; "
+        f"fingerprints {theirs[-16:]} and {value[-16:]}). Build the same arguments on every "
+        "process (e.g. lt.sweep.grid with the same seeds, the same lr, steps and loss) and make "
+        "the same run calls, in the same order, on all of them."
+      )

@@ -31,9 +31,19 @@ from lintraj import _distributed, io
 from lintraj._runtime import put_sharded, to_host
 from lintraj.losses import as_loss, check_loss, stack_losses
 from lintraj.network import check_weights, end_to_end, layer_dims
-from lintraj.recording import (Recorder, Schedule, check_memory, check_metrics, record_point,
-                               record_shapes, recorder, schedule, spec, trajectory,
-                               value_and_grad)
+from lintraj.recording import (
+  Recorder,
+  Schedule,
+  check_memory,
+  check_metrics,
+  record_point,
+  record_shapes,
+  recorder,
+  schedule,
+  spec,
+  trajectory,
+  value_and_grad,
+)
 from lintraj.singular_values import lapack_single_thread
 from lintraj.validation import check_checkpoint, check_concrete, check_int, check_positive
 
@@ -45,10 +55,10 @@ SEGMENT_SECONDS = 0.5  # wall time of one segment of the compiled loop (bounds i
 class Watch(NamedTuple):
   """The best record on held-out data so far (runs with ``validation=``)."""
 
-  best: tuple   # the weights at the best record
-  value: Any    # its validation loss (+inf before the first record)
-  step: Any     # int32: its step, or -1
-  wait: Any     # int32: records since it
+  best: tuple  # the weights at the best record
+  value: Any  # its validation loss (+inf before the first record)
+  step: Any  # int32: its step, or -1
+  wait: Any  # int32: records since it
 
 
 class EarlyStopping(NamedTuple):
@@ -65,7 +75,7 @@ class LaneState(NamedTuple):
   weights: tuple
   opt_state: Any
   diverged: Any  # int32: first step with a non-finite loss, or -1
-  stopped: Any   # int32: first step with loss <= stop_at_loss (or out of patience), or -1
+  stopped: Any  # int32: first step with loss <= stop_at_loss (or out of patience), or -1
   watch: Any = None  # a Watch with validation=, else None
 
 
@@ -94,7 +104,8 @@ class OptaxUpdate(NamedTuple):
   def __call__(self, weights, opt_state, grads, value, loss):
     value_fn = lambda ws: loss(end_to_end(ws))
     updates, opt_state = optax.with_extra_args_support(self.optimizer).update(
-        grads, opt_state, weights, value=value, grad=grads, value_fn=value_fn)
+      grads, opt_state, weights, value=value, grad=grads, value_fn=value_fn
+    )
     return optax.apply_updates(weights, updates), opt_state
 
 
@@ -108,8 +119,10 @@ def _advance(update, lane: LaneState, value, grads, t, stop_at_loss, active, los
   moving = running & (diverged < 0) & (stopped < 0)
   # A cond, not a select of both: a single run skips the update when frozen (vmapped: a select).
   weights, opt_state = lax.cond(
-      moving, lambda: update(lane.weights, lane.opt_state, grads, value, loss),
-      lambda: (lane.weights, lane.opt_state))
+    moving,
+    lambda: update(lane.weights, lane.opt_state, grads, value, loss),
+    lambda: (lane.weights, lane.opt_state),
+  )
   return lane._replace(weights=weights, opt_state=opt_state, diverged=diverged, stopped=stopped)
 
 
@@ -146,26 +159,45 @@ def _settled(state: RunState, record_every, track_every):
   """True once every lane stopped or diverged no later than the last written record's step, and
   that record is one where the tracked metrics were computed (so it stands for every later one)."""
   done = jnp.maximum(state.lanes.diverged, state.lanes.stopped)
-  return ((state.block > 0) & ((state.block - 1) % track_every == 0)
-          & jnp.all((done >= 0) & (done <= (state.block - 1) * record_every)))
+  return (
+    (state.block > 0)
+    & ((state.block - 1) % track_every == 0)
+    & jnp.all((done >= 0) & (done <= (state.block - 1) * record_every))
+  )
 
 
 def _watch(lane: LaneState, value, t, early: EarlyStopping) -> LaneState:
-  """Keep the best record of held-out loss ``value`` at step ``t``; out of patience, stop at ``t``."""
+  """Keep the best record of held-out loss ``value`` at step ``t``; out of patience, stop at
+  ``t``."""
   watch, alive = lane.watch, (lane.diverged < 0) & (lane.stopped < 0)
   improved = alive & (value < watch.value - early.min_delta)
   keep = lambda new, old: jnp.where(improved, new, old)
   wait = jnp.where(improved, 0, jnp.where(alive, watch.wait + 1, watch.wait))
-  watch = Watch(jax.tree_util.tree_map(keep, lane.weights, watch.best), keep(value, watch.value),
-                keep(t, watch.step), wait)
+  watch = Watch(
+    jax.tree_util.tree_map(keep, lane.weights, watch.best),
+    keep(value, watch.value),
+    keep(t, watch.step),
+    wait,
+  )
   stopped = lane.stopped
   if early.patience is not None:
     stopped = jnp.where(alive & (wait >= early.patience), t, stopped)
   return lane._replace(watch=watch, stopped=stopped)
 
 
-def _run_records(update, state: RunState, objective, stop_at_loss, until, *, schedule: Schedule,
-                 recorder: Recorder, batched, loss_batched, early=None):
+def _run_records(
+  update,
+  state: RunState,
+  objective,
+  stop_at_loss,
+  until,
+  *,
+  schedule: Schedule,
+  recorder: Recorder,
+  batched,
+  loss_batched,
+  early=None,
+):
   """Write records ``state.block .. until - 1``; once every lane has settled, stop stepping and
   fill the remaining records with the last one (the lanes are frozen, so the loop would write
   the same record again; tracked metrics only at their records, NaN between) and set the counter
@@ -192,11 +224,14 @@ def _run_records(update, state: RunState, objective, stop_at_loss, until, *, sch
     value, grads, invalid = point(state.lanes, loss)
     rec = record_at(state.lanes.weights, value, grads, loss, invalid, state.block, validation)
     lanes = state.lanes if early is None else watch(state.lanes, rec["validation_loss"], t0)
-    lanes = take_steps(lanes, value, grads, loss, stop_at_loss, t0,
-                       jnp.minimum(record_every, steps - t0))
+    lanes = take_steps(
+      lanes, value, grads, loss, stop_at_loss, t0, jnp.minimum(record_every, steps - t0)
+    )
     records = jax.tree_util.tree_map(
-        lambda buf, r: lax.dynamic_update_index_in_dim(buf, r.astype(buf.dtype), state.block, axis),
-        state.records, rec)
+      lambda buf, r: lax.dynamic_update_index_in_dim(buf, r.astype(buf.dtype), state.block, axis),
+      state.records,
+      rec,
+    )
     return RunState(lanes, records, state.block + 1)
 
   def cond(state):
@@ -212,9 +247,13 @@ def _run_records(update, state: RunState, objective, stop_at_loss, until, *, sch
       return jnp.where(later & written.reshape(shape), last, jnp.where(later, jnp.nan, buf))
 
     tracked = index % track_every == 0
-    records = {name: jax.tree_util.tree_map(
+    records = {
+      name: jax.tree_util.tree_map(
         functools.partial(fill_buffer, written=tracked if name in recorder.track else index >= 0),
-        buf) for name, buf in state.records.items()}
+        buf,
+      )
+      for name, buf in state.records.items()
+    }
     return RunState(state.lanes, records, jnp.full_like(state.block, total))
 
   state = lax.while_loop(cond, body, state)
@@ -231,17 +270,43 @@ def _per_device(run, mesh, loss_batched):
     state = run(state._replace(block=state.block[0]), loss, stop_at_loss, until)
     return state._replace(block=state.block[None])
 
-  return jax.shard_map(local, mesh=mesh, in_specs=(lanes, lanes if loss_batched else PartitionSpec(),
-                                                  lanes, PartitionSpec()), out_specs=lanes)
+  return jax.shard_map(
+    local,
+    mesh=mesh,
+    in_specs=(lanes, lanes if loss_batched else PartitionSpec(), lanes, PartitionSpec()),
+    out_specs=lanes,
+  )
 
 
-@functools.partial(jax.jit, static_argnames=("update", "schedule", "recorder", "batched",
-                                             "loss_batched", "mesh", "early"), donate_argnums=0)
-def _segment(state, objective, stop_at_loss, until, *, update, schedule, recorder, batched=False,
-             loss_batched=False, mesh=None, early=None):
+@functools.partial(
+  jax.jit,
+  static_argnames=("update", "schedule", "recorder", "batched", "loss_batched", "mesh", "early"),
+  donate_argnums=0,
+)
+def _segment(
+  state,
+  objective,
+  stop_at_loss,
+  until,
+  *,
+  update,
+  schedule,
+  recorder,
+  batched=False,
+  loss_batched=False,
+  mesh=None,
+  early=None,
+):
   """The compiled loop, from ``state.block`` to record ``until``."""
-  run = functools.partial(_run_records, update, schedule=schedule, recorder=recorder,
-                          batched=batched, loss_batched=loss_batched, early=early)
+  run = functools.partial(
+    _run_records,
+    update,
+    schedule=schedule,
+    recorder=recorder,
+    batched=batched,
+    loss_batched=loss_batched,
+    early=early,
+  )
   if mesh is not None:
     run = _per_device(run, mesh, loss_batched)
   return run(state, objective, stop_at_loss, until)
@@ -252,17 +317,20 @@ def records_written(state: RunState) -> int:
   return int(np.min(to_host(state.block)))
 
 
-def state_shapes(lanes: LaneState, loss, schedule: Schedule, recorder: Recorder, *,
-                 batched=False, validation=None) -> RunState:
+def state_shapes(
+  lanes: LaneState, loss, schedule: Schedule, recorder: Recorder, *, batched=False, validation=None
+) -> RunState:
   """The shapes and dtypes (``jax.ShapeDtypeStruct``) of a run's :class:`RunState` (one record
   counter, as a checkpoint stores it)."""
   lane_weights = jax.tree_util.tree_map(lambda w: w[0], lanes.weights) if batched else lanes.weights
   rec = record_shapes(lane_weights, loss, recorder, validation)
   lead = ((np.shape(lanes.diverged)[0],) if batched else ()) + (schedule.records,)
   as_struct = lambda x: jax.ShapeDtypeStruct(*spec(x))
-  return RunState(jax.tree_util.tree_map(as_struct, lanes),
-                  jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(lead + s.shape, s.dtype), rec),
-                  jax.ShapeDtypeStruct((), jnp.int32))
+  return RunState(
+    jax.tree_util.tree_map(as_struct, lanes),
+    jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(lead + s.shape, s.dtype), rec),
+    jax.ShapeDtypeStruct((), jnp.int32),
+  )
 
 
 def restore(template, leaves: dict):
@@ -270,10 +338,13 @@ def restore(template, leaves: dict):
   "0", "1", ...), or ValueError if they do not fit."""
   flat, treedef = jax.tree_util.tree_flatten(template)
   if len(leaves) != len(flat) or any(
-      np.shape(leaves[str(i)]) != x.shape or leaves[str(i)].dtype != x.dtype
-      for i, x in enumerate(flat)):
-    raise ValueError("the checkpoint's state does not fit its run's arguments (another optimizer, "
-                     "other metrics, or written by another version of lintraj?).")
+    np.shape(leaves[str(i)]) != x.shape or leaves[str(i)].dtype != x.dtype
+    for i, x in enumerate(flat)
+  ):
+    raise ValueError(
+      "the checkpoint's state does not fit its run's arguments (another optimizer, "
+      "other metrics, or written by another version of lintraj?)."
+    )
   return jax.tree_util.tree_unflatten(treedef, [leaves[str(i)] for i in range(len(flat))])
 
 
@@ -281,12 +352,24 @@ def restore(template, leaves: dict):
 def _fresh_state(lanes, block, record_specs, records_treedef) -> RunState:
   """A new carry on the default device in one dispatch: copies of ``lanes`` and NaN records."""
   records = [jnp.full(shape, jnp.nan, dtype) for shape, dtype in record_specs]
-  return RunState(jax.tree_util.tree_map(jnp.copy, lanes),
-                  jax.tree_util.tree_unflatten(records_treedef, records), jnp.copy(block))
+  return RunState(
+    jax.tree_util.tree_map(jnp.copy, lanes),
+    jax.tree_util.tree_unflatten(records_treedef, records),
+    jnp.copy(block),
+  )
 
 
-def initial_state(lanes: LaneState, loss, schedule, recorder, *, batched=False, saved=None,
-                  mesh=None, validation=None) -> RunState:
+def initial_state(
+  lanes: LaneState,
+  loss,
+  schedule,
+  recorder,
+  *,
+  batched=False,
+  saved=None,
+  mesh=None,
+  validation=None,
+) -> RunState:
   """The loop's starting carry: fresh copies of ``lanes`` and NaN buffers for ``T`` records, or
   the ``saved`` state (host arrays) put on the devices.
 
@@ -303,19 +386,32 @@ def initial_state(lanes: LaneState, loss, schedule, recorder, *, batched=False, 
     return jnp.array(x, copy=True) if sharding is None else put_sharded(x, sharding)
 
   if saved is not None:
-    return RunState(jax.tree_util.tree_map(place, saved.lanes),
-                    jax.tree_util.tree_map(place, saved.records), place(block))
+    return RunState(
+      jax.tree_util.tree_map(place, saved.lanes),
+      jax.tree_util.tree_map(place, saved.records),
+      place(block),
+    )
   shapes = state_shapes(lanes, loss, schedule, recorder, batched=batched, validation=validation)
   if mesh is None:
     leaves, treedef = jax.tree_util.tree_flatten(shapes.records)
     return _fresh_state(lanes, block, tuple((x.shape, x.dtype) for x in leaves), treedef)
   records = jax.tree_util.tree_map(
-      lambda s: jnp.full(s.shape, jnp.nan, s.dtype, device=lane_sharding), shapes.records)
+    lambda s: jnp.full(s.shape, jnp.nan, s.dtype, device=lane_sharding), shapes.records
+  )
   return RunState(jax.tree_util.tree_map(place, lanes), records, place(block))
 
 
-def drive(run_segment, state, total: int, *, written=None, report=None, checkpoint=None,
-          every=None, seconds=None):
+def drive(
+  run_segment,
+  state,
+  total: int,
+  *,
+  written=None,
+  report=None,
+  checkpoint=None,
+  every=None,
+  seconds=None,
+):
   """Run a compiled loop to record ``total`` in segments of about ``seconds`` (default
   :data:`SEGMENT_SECONDS`) of work each, sized from the measured speed (the first is one record).
 
@@ -397,33 +493,44 @@ def _first_watch(lanes: LaneState, batched) -> Watch:
   """No best record yet: the starting weights, validation loss +inf, step -1, no wait."""
   lead = np.shape(lanes.diverged)
   dtype = jax.tree_util.tree_leaves(lanes.weights)[0].dtype
-  return Watch(tuple(np.array(w) for w in lanes.weights), np.full(lead, np.inf, dtype),
-               np.full(lead, -1, np.int32), np.zeros(lead, np.int32))
+  return Watch(
+    tuple(np.array(w) for w in lanes.weights),
+    np.full(lead, np.inf, dtype),
+    np.full(lead, -1, np.int32),
+    np.zeros(lead, np.int32),
+  )
 
 
-def check_held_out(validation, patience, min_delta, lane_weights, *, loss_batched=False,
-                   lanes=None, checkpoint=None):
+def check_held_out(
+  validation, patience, min_delta, lane_weights, *, loss_batched=False, lanes=None, checkpoint=None
+):
   """``(validation loss, EarlyStopping)`` of a run's ``validation=`` / ``patience=`` /
   ``min_delta=``, both None without validation; ValueError naming the fix. A batch with one loss
   per lane takes one validation loss per lane (stacked), a shared loss a shared one."""
   if validation is None:
     if patience is not None:
-      raise ValueError("patience= stops on the validation loss: pass validation= (a loss on "
-                       "held-out data) too.")
+      raise ValueError(
+        "patience= stops on the validation loss: pass validation= (a loss on held-out data) too."
+      )
     return None, None
   if checkpoint is not None:
-    raise ValueError("checkpoints of runs with validation= are not supported yet: drop "
-                     "checkpoint= or validation=.")
+    raise ValueError(
+      "checkpoints of runs with validation= are not supported yet: drop checkpoint= or validation=."
+    )
   patience = None if patience is None else check_int("patience", patience, 1)
   min_delta = check_positive("min_delta", min_delta, allow_zero=True)
   many = isinstance(validation, (list, tuple))
   if many != loss_batched:
-    raise ValueError("validation= must be of the same kind as loss=: one loss per lane when loss "
-                     "is a sequence of per-lane losses, else one loss shared by every lane.")
+    raise ValueError(
+      "validation= must be of the same kind as loss=: one loss per lane when loss "
+      "is a sequence of per-lane losses, else one loss shared by every lane."
+    )
   if many:
     if len(validation) != lanes:
-      raise ValueError(f"validation has {len(validation)} entries but the batch has {lanes} "
-                       "lanes; give one validation loss per lane.")
+      raise ValueError(
+        f"validation has {len(validation)} entries but the batch has {lanes} "
+        "lanes; give one validation loss per lane."
+      )
     checked = [check_held_out(v, None, 0.0, lane_weights)[0] for v in validation]
     validation = stack_losses(checked)
   else:
@@ -438,20 +545,26 @@ def _take(tree, index):
 def _host(state: RunState, lanes: int | None) -> RunState:
   """The state on the host as NumPy arrays (a batch: padding lanes dropped), one counter."""
   cut = (lambda x: to_host(x)) if lanes is None else (lambda x: to_host(x)[:lanes])
-  return RunState(jax.tree_util.tree_map(cut, state.lanes),
-                  jax.tree_util.tree_map(cut, state.records), np.int32(records_written(state)))
+  return RunState(
+    jax.tree_util.tree_map(cut, state.lanes),
+    jax.tree_util.tree_map(cut, state.records),
+    np.int32(records_written(state)),
+  )
 
 
 def _concat(states: list[RunState]) -> RunState:
   if len(states) == 1:
     return states[0]
   stack = lambda *xs: np.concatenate(xs)
-  return RunState(jax.tree_util.tree_map(stack, *[s.lanes for s in states]),
-                  jax.tree_util.tree_map(stack, *[s.records for s in states]), states[-1].block)
+  return RunState(
+    jax.tree_util.tree_map(stack, *[s.lanes for s in states]),
+    jax.tree_util.tree_map(stack, *[s.records for s in states]),
+    states[-1].block,
+  )
 
 
 def _unprefix(leaves: dict, prefix: str) -> dict:
-  return {k[len(prefix):]: v for k, v in leaves.items() if k.startswith(prefix)}
+  return {k[len(prefix) :]: v for k, v in leaves.items() if k.startswith(prefix)}
 
 
 def _leaves(state: RunState, prefix: str) -> dict:
@@ -477,14 +590,19 @@ def _check_fingerprint(job: Job, current: RunState, stored, lo: int):
   weights = _take(current.lanes.weights, 0) if job.batched else current.lanes.weights
   value = fingerprint(weights, _take(job.loss, lo) if job.loss_batched else job.loss)
   if not np.allclose(value, stored, rtol=1e-4, atol=0, equal_nan=True):
-    raise ValueError(f"the loss given to resume is {float(value):.6g} at the checkpoint's saved "
-                     f"weights, where the run's own loss was {float(stored):.6g}: it is another "
-                     "loss. Pass the loss the run was started with.")
+    raise ValueError(
+      f"the loss given to resume is {float(value):.6g} at the checkpoint's saved "
+      f"weights, where the run's own loss was {float(stored):.6g}: it is another "
+      "loss. Pass the loss the run was started with."
+    )
 
 
 def _recorder_header(recorder: Recorder) -> dict:
-  return dict(singular_values=recorder.singular_values, track=list(recorder.track),
-              metrics={name: io.function_reference(fn) for name, fn in recorder.metrics})
+  return dict(
+    singular_values=recorder.singular_values,
+    track=list(recorder.track),
+    metrics={name: io.function_reference(fn) for name, fn in recorder.metrics},
+  )
 
 
 def execute(job: Job, meter=None, saved=None):
@@ -498,8 +616,15 @@ def execute(job: Job, meter=None, saved=None):
   if job.validation is not None and job.lanes.watch is None:
     job = job._replace(lanes=job.lanes._replace(watch=_first_watch(job.lanes, job.batched)))
   schedule, recorder, batched = job.schedule, job.recorder, job.batched
-  compiled = dict(update=job.update, schedule=schedule.compiled(), recorder=recorder,
-                  batched=batched, loss_batched=job.loss_batched, mesh=job.mesh, early=job.early)
+  compiled = dict(
+    update=job.update,
+    schedule=schedule.compiled(),
+    recorder=recorder,
+    batched=batched,
+    loss_batched=job.loss_batched,
+    mesh=job.mesh,
+    early=job.early,
+  )
   objective = (job.loss, job.validation)
   dtype = jax.tree_util.tree_leaves(job.lanes.weights)[0].dtype
   devices = 1 if job.mesh is None else job.mesh.size
@@ -507,16 +632,32 @@ def execute(job: Job, meter=None, saved=None):
   chunk = (job.batch_size or 1) * devices
   lane_loss, lane_validation = _take(objective, 0) if job.loss_batched else objective
   weights0 = _take(job.lanes.weights, 0) if batched else job.lanes.weights
-  check_memory(weights0, lane_loss, schedule, recorder, lane_validation, device_lanes=job.batch_size or 1,
-               host_lanes=lanes or 0,
-               devices=None if job.mesh is None else list(job.mesh.devices.flat))
+  check_memory(
+    weights0,
+    lane_loss,
+    schedule,
+    recorder,
+    lane_validation,
+    device_lanes=job.batch_size or 1,
+    host_lanes=lanes or 0,
+    devices=None if job.mesh is None else list(job.mesh.devices.flat),
+  )
   if batched:  # every process must make this call, with these arguments (else: a ValueError)
-    _distributed.check_same_call(_distributed.fingerprint(
-        job.kind, jax.tree_util.tree_map(lambda x: (np.shape(x), np.asarray(x).dtype.str),
-                                         job.lanes.weights),
-        sorted(job.arrays.items()), dict(job.call, saved=None if saved is None else saved[0]),
-        job.stop, str(schedule), str(recorder.track), job.loss.name, job.loss.data,
-        job.loss.target), job.kind)
+    _distributed.check_same_call(
+      _distributed.fingerprint(
+        job.kind,
+        jax.tree_util.tree_map(lambda x: (np.shape(x), np.asarray(x).dtype.str), job.lanes.weights),
+        sorted(job.arrays.items()),
+        dict(job.call, saved=None if saved is None else saved[0]),
+        job.stop,
+        str(schedule),
+        str(recorder.track),
+        job.loss.name,
+        job.loss.data,
+        job.loss.target,
+      ),
+      job.kind,
+    )
   runs = 1 if not batched else -(-lanes // chunk)
   if meter is not None:
     meter.start(schedule.steps * runs, lanes=lanes, desc=job.kind.replace("_", " "))
@@ -526,8 +667,9 @@ def execute(job: Job, meter=None, saved=None):
 
   def template(n):
     lane_state = job.lanes if not batched else _take(job.lanes, np.zeros(n, int))
-    return state_shapes(lane_state, lane_loss, schedule, recorder, batched=batched,
-                        validation=lane_validation)
+    return state_shapes(
+      lane_state, lane_loss, schedule, recorder, batched=batched, validation=lane_validation
+    )
 
   lo, finished, current = 0, [], None
   if saved is not None:
@@ -537,8 +679,11 @@ def execute(job: Job, meter=None, saved=None):
       finished = [restore(template(lo), _unprefix(leaves, "finished/"))]
     current = restore(template(call["chunk_lanes"]), _unprefix(leaves, "current/"))
     _check_fingerprint(job, current, leaves.get("fingerprint"), lo)
-  shared = None if job.loss_batched else jax.tree_util.tree_map(
-      lambda x: put(x, PartitionSpec()), objective)
+  shared = (
+    None
+    if job.loss_batched
+    else jax.tree_util.tree_map(lambda x: put(x, PartitionSpec()), objective)
+  )
   lane_spec = PartitionSpec("lanes") if batched else PartitionSpec()
   try:
     while lo < (lanes or 1):
@@ -547,69 +692,132 @@ def execute(job: Job, meter=None, saved=None):
         width = max(chunk, -(-n // devices) * devices)
         index = np.minimum(np.arange(lo, lo + width), lo + n - 1)
         pad = lambda tree: _take(tree, np.minimum(np.arange(width), n - 1))
-        start = None if current is None else RunState(pad(current.lanes), pad(current.records),
-                                                      current.block)
+        start = (
+          None
+          if current is None
+          else RunState(pad(current.lanes), pad(current.records), current.block)
+        )
         lane_state = _take(job.lanes, index)
       else:
         n, index, start, lane_state = None, None, current, job.lanes
       current = None
-      state = initial_state(lane_state, lane_loss, schedule, recorder, batched=batched,
-                            saved=start, mesh=job.mesh, validation=lane_validation)
-      placed = (jax.tree_util.tree_map(lambda x: put(np.asarray(x)[index], lane_spec), objective)
-                if job.loss_batched else shared)
+      state = initial_state(
+        lane_state,
+        lane_loss,
+        schedule,
+        recorder,
+        batched=batched,
+        saved=start,
+        mesh=job.mesh,
+        validation=lane_validation,
+      )
+      placed = (
+        jax.tree_util.tree_map(lambda x: put(np.asarray(x)[index], lane_spec), objective)
+        if job.loss_batched
+        else shared
+      )
       chunk_stop = put((job.stop if index is None else job.stop[index]).astype(dtype), lane_spec)
       segment = lambda s, until: _segment(s, placed, chunk_stop, until, **compiled)
       writer = None
       if job.checkpoint is not None:
         finished = [_concat(finished)] if finished else []
-        writer = _writer(job, dict(done=lo, chunk_lanes=n), finished, n,
-                         _take(job.loss, lo) if job.loss_batched else job.loss)
+        writer = _writer(
+          job,
+          dict(done=lo, chunk_lanes=n),
+          finished,
+          n,
+          _take(job.loss, lo) if job.loss_batched else job.loss,
+        )
       report = None
       if meter is not None:
         offset = (lo // chunk) * schedule.steps
-        earlier = [sum(int(np.sum(getattr(f.lanes, k) >= 0)) for f in finished)
-                   for k in ("stopped", "diverged")]
+        earlier = [
+          sum(int(np.sum(getattr(f.lanes, k) >= 0)) for f in finished)
+          for k in ("stopped", "diverged")
+        ]
 
         def report(s, block, offset=offset, earlier=earlier, n=n):
           step = min(block * schedule.record_every, schedule.steps)
           if not batched:
             return meter.update(offset + step)
-          counts = [e + int(np.sum(to_host(getattr(s.lanes, k))[:n] >= 0))
-                    for e, k in zip(earlier, ("stopped", "diverged"))]
+          counts = [
+            e + int(np.sum(to_host(getattr(s.lanes, k))[:n] >= 0))
+            for e, k in zip(earlier, ("stopped", "diverged"))
+          ]
           meter.update(offset + step, stopped=counts[0], diverged=counts[1])
 
-      state = drive(segment, state, schedule.records, report=report, checkpoint=writer,
-                    every=schedule.checkpoint_records)
+      state = drive(
+        segment,
+        state,
+        schedule.records,
+        report=report,
+        checkpoint=writer,
+        every=schedule.checkpoint_records,
+      )
       finished.append(_host(state, n))
       lo += n or 1
   finally:
     if meter is not None:
       meter.close()
   done = _concat(finished)
-  return trajectory(done.records, schedule, done.lanes.weights, done.lanes.diverged,
-                    done.lanes.stopped, batched=batched, watch=done.lanes.watch)
+  return trajectory(
+    done.records,
+    schedule,
+    done.lanes.weights,
+    done.lanes.diverged,
+    done.lanes.stopped,
+    batched=batched,
+    watch=done.lanes.watch,
+  )
 
 
 def _writer(job: Job, position: dict, finished: list, n, loss0):
   """``checkpoint(state)``: writes the job, the finished chunks and the current state."""
-  call = dict(job.call, steps=job.schedule.steps, record_every=job.schedule.record_every,
-              track_every=job.schedule.track_every, checkpoint_every=job.schedule.checkpoint_every,
-              recorder=_recorder_header(job.recorder), **position)
+  call = dict(
+    job.call,
+    steps=job.schedule.steps,
+    record_every=job.schedule.record_every,
+    track_every=job.schedule.track_every,
+    checkpoint_every=job.schedule.checkpoint_every,
+    recorder=_recorder_header(job.recorder),
+    **position,
+  )
   finished_leaves = _leaves(finished[0], "finished/") if finished else {}
 
   def write(state):
     host = _host(state, n)
     weights = _take(host.lanes.weights, 0) if job.batched else host.lanes.weights
-    io.write_checkpoint(job.checkpoint, job.kind, call=call, arrays=job.arrays, loss=job.loss,
-                        state_arrays={**finished_leaves, **_leaves(host, "current/"),
-                                      "fingerprint": fingerprint(weights, loss0)})
+    io.write_checkpoint(
+      job.checkpoint,
+      job.kind,
+      call=call,
+      arrays=job.arrays,
+      loss=job.loss,
+      state_arrays={
+        **finished_leaves,
+        **_leaves(host, "current/"),
+        "fingerprint": fingerprint(weights, loss0),
+      },
+    )
 
   return write
 
 
-def check_run(run: str, weights, loss, *, steps, record_every, track=(), track_every=1,
-              singular_values="batched", metrics=None, checkpoint=None, checkpoint_every=None,
-              **concrete):
+def check_run(
+  run: str,
+  weights,
+  loss,
+  *,
+  steps,
+  record_every,
+  track=(),
+  track_every=1,
+  singular_values="batched",
+  metrics=None,
+  checkpoint=None,
+  checkpoint_every=None,
+  **concrete,
+):
   """Validate what every run function takes (before tracing): ``(weights, loss, schedule,
   recorder, checkpoint path)``; ``concrete`` names further arguments that must not be traced."""
   check_concrete(run, weights=weights, **concrete)
@@ -618,9 +826,10 @@ def check_run(run: str, weights, loss, *, steps, record_every, track=(), track_e
   dims = layer_dims(weights)
   if loss.target is not None and tuple(np.shape(loss.target)) != (dims[-1], dims[0]):
     raise ValueError(
-        f"the loss's target has shape {tuple(np.shape(loss.target))} but the end-to-end matrix of "
-        f"these weights has shape {(dims[-1], dims[0])} (d_N, d_0); build the weights with "
-        f"dims = ({np.shape(loss.target)[1]}, ..., {np.shape(loss.target)[0]}).")
+      f"the loss's target has shape {tuple(np.shape(loss.target))} but the end-to-end matrix of "
+      f"these weights has shape {(dims[-1], dims[0])} (d_N, d_0); build the weights with "
+      f"dims = ({np.shape(loss.target)[1]}, ..., {np.shape(loss.target)[0]})."
+    )
   loss = check_loss(loss, weights)
   path, checkpoint_every = check_checkpoint(checkpoint, checkpoint_every)
   sched = schedule(steps, record_every, track_every, checkpoint_every)
@@ -640,7 +849,10 @@ def recorder_from_header(header: dict, metrics=None) -> Recorder:
     elif reference is not None:
       functions[name] = io.resolve(reference)
     else:
-      raise ValueError(f"the checkpoint records the metric {name!r}, a function lintraj cannot "
-                       f"import by itself; pass it: lintraj.resume(path, metrics={{{name!r}: fn}}).")
-  return recorder(tuple(header.get("track", ())), header.get("singular_values", "batched"),
-                  functions)
+      raise ValueError(
+        f"the checkpoint records the metric {name!r}, a function lintraj cannot "
+        f"import by itself; pass it: lintraj.resume(path, metrics={{{name!r}: fn}})."
+      )
+  return recorder(
+    tuple(header.get("track", ())), header.get("singular_values", "batched"), functions
+  )

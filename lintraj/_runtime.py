@@ -43,8 +43,9 @@ def lane_mesh(devices=None) -> Mesh | None:
   """
   devices = jax.devices() if devices is None else list(devices)
   if not devices:
-    raise ValueError("devices is empty; pass None (all devices) or a list such as "
-                     "jax.devices()[:4].")
+    raise ValueError(
+      "devices is empty; pass None (all devices) or a list such as jax.devices()[:4]."
+    )
   return None if len(devices) == 1 else Mesh(np.array(devices), ("lanes",))
 
 
@@ -58,5 +59,6 @@ def to_host(x) -> np.ndarray:
   """A (possibly sharded, possibly multi-process) array as a NumPy array on this host."""
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
     from jax.experimental import multihost_utils
+
     x = multihost_utils.process_allgather(x, tiled=True)
   return np.asarray(x)

@@ -15,14 +15,17 @@ from lintraj.recording import Trajectory, schedule
 
 __all__ = ["resume"]
 
-_RUNS = {"gradient_descent": dynamics.resume_gradient_descent,
-         "train": dynamics.resume_train,
-         "batch_gradient_descent": sweep.resume_batch_gradient_descent,
-         "batch_train": sweep.resume_batch_train}
+_RUNS = {
+  "gradient_descent": dynamics.resume_gradient_descent,
+  "train": dynamics.resume_train,
+  "batch_gradient_descent": sweep.resume_batch_gradient_descent,
+  "batch_train": sweep.resume_batch_train,
+}
 
 
-def resume(path, *, loss=None, optimizer=None, metrics=None, progress=False,
-           devices=None) -> Trajectory:
+def resume(
+  path, *, loss=None, optimizer=None, metrics=None, progress=False, devices=None
+) -> Trajectory:
   r"""Continue a run from its checkpoint to the end and return its trajectory.
 
   Works for every run function that takes ``checkpoint=`` (:func:`lintraj.gradient_descent`,
@@ -63,13 +66,17 @@ def resume(path, *, loss=None, optimizer=None, metrics=None, progress=False,
   """
   run, call, arrays, loss, state = io.read_checkpoint(path, loss)
   if not jax.config.jax_enable_x64 and any(a.dtype == np.float64 for a in state.values()):
-    raise ValueError(f"{os.fspath(path)} holds a float64 run; resume it inside "
-                     "`with jax.enable_x64(True):`.")
+    raise ValueError(
+      f"{os.fspath(path)} holds a float64 run; resume it inside `with jax.enable_x64(True):`."
+    )
   if run not in _RUNS:
-    raise ValueError(f"{os.fspath(path)} is a checkpoint of an unknown kind of run {run!r} "
-                     f"(known: {sorted(_RUNS)}).")
-  sched = schedule(call["steps"], call["record_every"], call.get("track_every", 1),
-                   call["checkpoint_every"])
+    raise ValueError(
+      f"{os.fspath(path)} is a checkpoint of an unknown kind of run {run!r} "
+      f"(known: {sorted(_RUNS)})."
+    )
+  sched = schedule(
+    call["steps"], call["record_every"], call.get("track_every", 1), call["checkpoint_every"]
+  )
   rec = _engine.recorder_from_header(call.get("recorder", {}), metrics)
   extra = {} if run in ("gradient_descent", "train") else {"devices": devices}
   job = _RUNS[run](call, arrays, loss, sched, rec, os.fspath(path), optimizer=optimizer, **extra)
@@ -78,8 +85,12 @@ def resume(path, *, loss=None, optimizer=None, metrics=None, progress=False,
 
 def _deprecated_io_resume(*args, **kwargs):
   """``lintraj.io.resume``, deprecated: use :func:`lintraj.resume`."""
-  warnings.warn("lintraj.io.resume is deprecated and will be removed in the next release: use "
-                "lintraj.resume (lintraj.checkpoint.resume).", DeprecationWarning, stacklevel=2)
+  warnings.warn(
+    "lintraj.io.resume is deprecated and will be removed in the next release: use "
+    "lintraj.resume (lintraj.checkpoint.resume).",
+    DeprecationWarning,
+    stacklevel=2,
+  )
   return resume(*args, **kwargs)
 
 

@@ -17,46 +17,74 @@ def _dims(text):
   try:
     return tuple(int(d) for d in text.split(","))
   except ValueError:
-    raise argparse.ArgumentTypeError(f"--dims must be comma-separated integers like 128,32,32,1; got {text!r}") from None
+    raise argparse.ArgumentTypeError(
+      f"--dims must be comma-separated integers like 128,32,32,1; got {text!r}"
+    ) from None
 
 
 def _parser():
-  parser = argparse.ArgumentParser(prog="lintraj", description="Trajectories of deep linear networks.")
+  parser = argparse.ArgumentParser(
+    prog="lintraj", description="Trajectories of deep linear networks."
+  )
   commands = parser.add_subparsers(dest="command", required=True)
   run = commands.add_parser(
-      "run", help="train one network by gradient descent and write its trajectory and figure",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    "run",
+    help="train one network by gradient descent and write its trajectory and figure",
+    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+  )
   run.add_argument("--dims", type=_dims, default="128,32,32,1", help="d_0,d_1,...,d_N")
-  run.add_argument("--init", choices=("balanced", "gaussian", "orthogonal", "residual"),
-                   default="balanced", help="initialization (lintraj.init)")
-  run.add_argument("--std", type=float, default=1e-3,
-                   help="init std (balanced, gaussian) or scale (orthogonal)")
+  run.add_argument(
+    "--init",
+    choices=("balanced", "gaussian", "orthogonal", "residual"),
+    default="balanced",
+    help="initialization (lintraj.init)",
+  )
+  run.add_argument(
+    "--std", type=float, default=1e-3, help="init std (balanced, gaussian) or scale (orthogonal)"
+  )
   run.add_argument("--lr", type=float, default=1e-2, help="learning rate")
   run.add_argument("--steps", type=int, default=20_000, help="gradient descent steps")
-  run.add_argument("--record-every", type=int, default=10,
-                   help="record every K-th step (at most --steps)")
+  run.add_argument(
+    "--record-every", type=int, default=10, help="record every K-th step (at most --steps)"
+  )
   run.add_argument("--seed", type=int, default=0, help="seed of the target and the init")
   target = run.add_mutually_exclusive_group()
-  target.add_argument("--target-norm", type=float, default=1.0,
-                      help="random target Phi with this Frobenius norm")
+  target.add_argument(
+    "--target-norm", type=float, default=1.0, help="random target Phi with this Frobenius norm"
+  )
   target.add_argument("--target", help="a .npy file holding the (d_N, d_0) target Phi")
-  run.add_argument("--sharpness-every", type=int, default=0, metavar="K",
-                   help="also record the sharpness (top Hessian eigenvalue) at every K-th record "
-                        "and plot it against 2/lr in sharpness.png (0: not recorded)")
+  run.add_argument(
+    "--sharpness-every",
+    type=int,
+    default=0,
+    metavar="K",
+    help="also record the sharpness (top Hessian eigenvalue) at every K-th record "
+    "and plot it against 2/lr in sharpness.png (0: not recorded)",
+  )
   run.add_argument("--x64", action="store_true", help="run in float64")
   run.add_argument("--out", default="out/run", help="output folder")
   run.add_argument("--no-progress", action="store_true", help="no progress bar")
   reproduce = commands.add_parser(
-      "reproduce", help="reproduce a paper's figure: write NAME.png (and .pdf), NAME.json and tables as CSV",
-      description="Reproduce a paper's figure with lintraj. The default follows the paper's protocol "
-                  "(or a documented smaller version); --quick runs a small version in seconds.")
+    "reproduce",
+    help="reproduce a paper's figure: write NAME.png (and .pdf), NAME.json and tables as CSV",
+    description="Reproduce a paper's figure with lintraj. The default follows the paper's protocol "
+    "(or a documented smaller version); --quick runs a small version in seconds.",
+  )
   reproduce.add_argument("name", nargs="?", help="the reproduction (see --list)")
   reproduce.add_argument("--list", action="store_true", help="list the reproductions and exit")
-  reproduce.add_argument("--quick", action="store_true", help="small grids and iteration caps (seconds)")
-  reproduce.add_argument("--full", action="store_true",
-                         help="arora2019-fig1: the finer grid of the full protocol (longer; see the README)")
-  reproduce.add_argument("--data", help="arora2019-fig1: a CSV file (features, label last) instead of the "
-                                        "synthetic target; whitened with lintraj.whiten")
+  reproduce.add_argument(
+    "--quick", action="store_true", help="small grids and iteration caps (seconds)"
+  )
+  reproduce.add_argument(
+    "--full",
+    action="store_true",
+    help="arora2019-fig1: the finer grid of the full protocol (longer; see the README)",
+  )
+  reproduce.add_argument(
+    "--data",
+    help="arora2019-fig1: a CSV file (features, label last) instead of the "
+    "synthetic target; whitened with lintraj.whiten",
+  )
   reproduce.add_argument("--out", help="output folder (default out/NAME)")
   reproduce.add_argument("--pdf", action="store_true", help="also write the figure as PDF")
   reproduce.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -78,8 +106,10 @@ def _check_run(args):
   steps = check_int("--steps", args.steps, 1)
   check_int("--record-every", args.record_every, 1)
   if args.record_every > steps:
-    raise ValueError(f"--record-every {args.record_every} is larger than --steps {steps}: only "
-                     "step 0 would be recorded. Use --record-every <= --steps.")
+    raise ValueError(
+      f"--record-every {args.record_every} is larger than --steps {steps}: only "
+      "step 0 would be recorded. Use --record-every <= --steps."
+    )
   check_int("--sharpness-every", args.sharpness_every, 0)
   key_target, key_init = jax.random.split(jax.random.PRNGKey(args.seed))
   d0, dn = args.dims[0], args.dims[-1]
@@ -89,8 +119,10 @@ def _check_run(args):
     except (OSError, ValueError) as err:
       raise ValueError(f"--target {args.target}: not a readable .npy file ({err}).") from None
     if phi.shape != (dn, d0):
-      raise ValueError(f"--target {args.target} has shape {phi.shape}; with --dims "
-                       f"{','.join(map(str, args.dims))} it must be (d_N, d_0) = {(dn, d0)}.")
+      raise ValueError(
+        f"--target {args.target} has shape {phi.shape}; with --dims "
+        f"{','.join(map(str, args.dims))} it must be (d_N, d_0) = {(dn, d0)}."
+      )
   else:
     phi = jax.random.normal(key_target, (dn, d0))
     phi = phi * (args.target_norm / jnp.linalg.norm(phi))
@@ -106,35 +138,61 @@ def _run(args, weights, loss):
 
   start = time.perf_counter()
   progress = not args.no_progress and importlib.util.find_spec("tqdm") is not None
-  track = (dict(track=("sharpness",), track_every=args.sharpness_every) if args.sharpness_every
-           else {})
-  traj = lt.gradient_descent(weights, loss, lr=args.lr, steps=args.steps,
-                             record_every=args.record_every, progress=progress, **track)
+  track = (
+    dict(track=("sharpness",), track_every=args.sharpness_every) if args.sharpness_every else {}
+  )
+  traj = lt.gradient_descent(
+    weights,
+    loss,
+    lr=args.lr,
+    steps=args.steps,
+    record_every=args.record_every,
+    progress=progress,
+    **track,
+  )
   seconds = time.perf_counter() - start
   os.makedirs(args.out, exist_ok=True)
-  metadata = dict(dims=list(args.dims), init=args.init, std=args.std, lr=args.lr, seed=args.seed,
-                  steps=args.steps, record_every=args.record_every, x64=args.x64)
+  metadata = dict(
+    dims=list(args.dims),
+    init=args.init,
+    std=args.std,
+    lr=args.lr,
+    seed=args.seed,
+    steps=args.steps,
+    record_every=args.record_every,
+    x64=args.x64,
+  )
   lt.save(os.path.join(args.out, "trajectory.npz"), traj, **metadata)
   final = tuple(traj.final)  # the weights after the last step, recorded or not
   balancedness = np.append(np.asarray(traj.balancedness), lt.metrics.balancedness(final))
-  summary = dict(metadata, seconds=round(seconds, 3),
-                 steps_per_second=round(args.steps / seconds, 1), loss_initial=float(traj.loss[0]),
-                 loss_final=float(loss(lt.end_to_end(final))),
-                 balancedness_max=float(np.nanmax(balancedness)),
-                 deficiency_margin_initial=float(traj.deficiency_margin[0]),
-                 deficiency_margin_final=float(lt.metrics.deficiency_margin(final, loss.target)),
-                 diverged_step=traj.diverged_step)
+  summary = dict(
+    metadata,
+    seconds=round(seconds, 3),
+    steps_per_second=round(args.steps / seconds, 1),
+    loss_initial=float(traj.loss[0]),
+    loss_final=float(loss(lt.end_to_end(final))),
+    balancedness_max=float(np.nanmax(balancedness)),
+    deficiency_margin_initial=float(traj.deficiency_margin[0]),
+    deficiency_margin_final=float(lt.metrics.deficiency_margin(final, loss.target)),
+    diverged_step=traj.diverged_step,
+  )
   if traj.sharpness is not None:
     tracked = np.asarray(traj.sharpness)[~np.isnan(np.asarray(traj.sharpness))]
-    summary.update(sharpness_final=float(tracked[-1]) if tracked.size else None,
-                   sharpness_max=float(tracked.max()) if tracked.size else None,
-                   two_over_lr=2 / args.lr)
+    summary.update(
+      sharpness_final=float(tracked[-1]) if tracked.size else None,
+      sharpness_max=float(tracked.max()) if tracked.size else None,
+      two_over_lr=2 / args.lr,
+    )
   with open(os.path.join(args.out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   from lintraj.plotting import plot_sharpness, plot_trajectory
+
   dims = ",".join(map(str, args.dims))
-  fig = plot_trajectory(traj, title=f"GD on a deep linear network, dims {dims}, {args.init} init "
-                        f"(std {args.std:g}), lr {args.lr:g}")
+  fig = plot_trajectory(
+    traj,
+    title=f"GD on a deep linear network, dims {dims}, {args.init} init "
+    f"(std {args.std:g}), lr {args.lr:g}",
+  )
   fig.savefig(os.path.join(args.out, "trajectory.png"), dpi=120)
   figures = "trajectory.png"
   if traj.sharpness is not None:
@@ -152,8 +210,10 @@ def _check_reproduce(args):
   if args.list:
     return (None,)
   if args.name is None:
-    raise ValueError("name the reproduction to run, e.g. lintraj reproduce arora2019-fig1 "
-                     "(lintraj reproduce --list lists them).")
+    raise ValueError(
+      "name the reproduction to run, e.g. lintraj reproduce arora2019-fig1 "
+      "(lintraj reproduce --list lists them)."
+    )
   asked = dict(pdf=args.pdf or None, seed=args.seed, full=args.full or None, data=args.data)
   options = {k: v for k, v in asked.items() if v is not None}
   entry = reproductions.check_options(args.name, options)
@@ -186,6 +246,7 @@ def main(argv=None) -> int:
   """
   args = _parser().parse_args(argv)
   import jax
+
   commands = {"run": (_check_run, _run), "reproduce": (_check_reproduce, _reproduce)}
   check, run = commands[args.command]
   with jax.enable_x64(getattr(args, "x64", False)):

@@ -25,8 +25,10 @@ __all__ = ["gradient_descent", "train"]
 def _single_stop(stop_at_loss) -> np.ndarray:
   stop = check_stop_at_loss(stop_at_loss)
   if stop.ndim:
-    raise ValueError(f"stop_at_loss must be a number for a single run; got shape {stop.shape} "
-                     "(one per lane is for lt.batch_gradient_descent / lt.batch_train).")
+    raise ValueError(
+      f"stop_at_loss must be a number for a single run; got shape {stop.shape} "
+      "(one per lane is for lt.batch_gradient_descent / lt.batch_train)."
+    )
   return stop
 
 
@@ -41,16 +43,32 @@ def _stored_weights(arrays: dict) -> tuple:
 def check_optimizer(optimizer) -> optax.GradientTransformation:
   """``optimizer`` if it is an optax ``GradientTransformation``, else ValueError naming the fix."""
   if not isinstance(optimizer, optax.GradientTransformation):
-    raise ValueError("optimizer must be an optax.GradientTransformation (e.g. optax.sgd(1e-2)); "
-                     f"got {type(optimizer).__name__}.")
+    raise ValueError(
+      "optimizer must be an optax.GradientTransformation (e.g. optax.sgd(1e-2)); "
+      f"got {type(optimizer).__name__}."
+    )
   return optimizer
 
 
-def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, stop_at_loss=None,
-                     track=(), track_every: int = 1, singular_values: str = "batched",
-                     metrics=None, validation=None, patience: int | None = None,
-                     min_delta: float = 0.0, progress=False, checkpoint=None,
-                     checkpoint_every: int | None = None) -> Trajectory:
+def gradient_descent(
+  weights,
+  loss,
+  *,
+  lr,
+  steps: int,
+  record_every: int = 1,
+  stop_at_loss=None,
+  track=(),
+  track_every: int = 1,
+  singular_values: str = "batched",
+  metrics=None,
+  validation=None,
+  patience: int | None = None,
+  min_delta: float = 0.0,
+  progress=False,
+  checkpoint=None,
+  checkpoint_every: int | None = None,
+) -> Trajectory:
   r"""Full-batch gradient descent on the network loss :math:`L^N(W_1..W_N) = L^1(W_{1:N})`,
   recording the theory's metrics every ``record_every`` steps.
 
@@ -87,7 +105,8 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
       number of weights), far more than the rest of a record at large widths
       (``benchmarks/bench_tracking.py`` measures it).
     singular_values: ``"batched"`` (default: equal-shaped matrices share one LAPACK call) or
-      ``"exact"`` (one call per matrix); the same values either way (:mod:`lintraj.singular_values`).
+      ``"exact"`` (one call per matrix); the same values either way
+      (:mod:`lintraj.singular_values`).
     metrics: your own metrics, a dict ``name -> f(weights)`` of jittable functions of the
       weights tuple, recorded at every record as ``traj.metrics[name]`` (leading axis ``T``);
       ready ones are in :mod:`lintraj.metrics`. Checkpoints store them by reference (a function
@@ -123,7 +142,9 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
     >>> traj = lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, steps=500, record_every=100)
     >>> traj.loss.shape, bool(traj.loss[-1] < 1e-6)
     ((6,), True)
-    >>> lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, steps=500, stop_at_loss=1.1e-4).stopped_step
+    >>> loss = lt.losses.target(phi)
+    >>> early = lt.gradient_descent(ws, loss, lr=0.1, steps=500, stop_at_loss=1.1e-4)
+    >>> early.stopped_step
     30
     >>> traj = lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, steps=500, record_every=100,
     ...                            track=("sharpness",))
@@ -135,35 +156,72 @@ def gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1, st
     Neural Networks. ICLR 2019 (arXiv 1810.02281), Eq. (4).
   """
   weights, loss, sched, rec, path = _engine.check_run(
-      "gradient_descent", weights, loss, steps=steps, record_every=record_every, track=track,
-      track_every=track_every, singular_values=singular_values, metrics=metrics,
-      checkpoint=checkpoint, checkpoint_every=checkpoint_every, lr=lr, stop_at_loss=stop_at_loss)
+    "gradient_descent",
+    weights,
+    loss,
+    steps=steps,
+    record_every=record_every,
+    track=track,
+    track_every=track_every,
+    singular_values=singular_values,
+    metrics=metrics,
+    checkpoint=checkpoint,
+    checkpoint_every=checkpoint_every,
+    lr=lr,
+    stop_at_loss=stop_at_loss,
+  )
   held_out = _engine.check_held_out(validation, patience, min_delta, weights, checkpoint=path)
-  job = _gradient_descent_job(weights, loss, check_lr(lr), _single_stop(stop_at_loss), sched, rec,
-                              path)
+  job = _gradient_descent_job(
+    weights, loss, check_lr(lr), _single_stop(stop_at_loss), sched, rec, path
+  )
   return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
 
 
 def _gradient_descent_job(weights, loss, lr, stop, sched, rec, path) -> _engine.Job:
   dtype = weights[0].dtype
-  lanes = _engine.LaneState(tuple(np.asarray(w) for w in weights), np.asarray(lr, dtype),
-                            np.int32(-1), np.int32(-1))
-  return _engine.Job("gradient_descent", _engine.gd_update, lanes, loss, np.asarray(stop), sched,
-                     rec, checkpoint=path, call=dict(lr=float(lr), stop_at_loss=float(stop)),
-                     arrays=_weight_arrays(weights))
+  lanes = _engine.LaneState(
+    tuple(np.asarray(w) for w in weights), np.asarray(lr, dtype), np.int32(-1), np.int32(-1)
+  )
+  return _engine.Job(
+    "gradient_descent",
+    _engine.gd_update,
+    lanes,
+    loss,
+    np.asarray(stop),
+    sched,
+    rec,
+    checkpoint=path,
+    call=dict(lr=float(lr), stop_at_loss=float(stop)),
+    arrays=_weight_arrays(weights),
+  )
 
 
 def resume_gradient_descent(call, arrays, loss, sched, rec, path, optimizer=None) -> _engine.Job:
   """The job of a :func:`gradient_descent` checkpoint (see :func:`lintraj.resume`)."""
-  return _gradient_descent_job(check_weights(_stored_weights(arrays)), loss, call["lr"],
-                               call["stop_at_loss"], sched, rec, path)
+  return _gradient_descent_job(
+    check_weights(_stored_weights(arrays)), loss, call["lr"], call["stop_at_loss"], sched, rec, path
+  )
 
 
-def train(weights, loss, optimizer: optax.GradientTransformation, *, steps: int,
-          record_every: int = 1, stop_at_loss=None, track=(), track_every: int = 1,
-          singular_values: str = "batched", metrics=None, validation=None,
-          patience: int | None = None, min_delta: float = 0.0, progress=False, checkpoint=None,
-          checkpoint_every: int | None = None) -> Trajectory:
+def train(
+  weights,
+  loss,
+  optimizer: optax.GradientTransformation,
+  *,
+  steps: int,
+  record_every: int = 1,
+  stop_at_loss=None,
+  track=(),
+  track_every: int = 1,
+  singular_values: str = "batched",
+  metrics=None,
+  validation=None,
+  patience: int | None = None,
+  min_delta: float = 0.0,
+  progress=False,
+  checkpoint=None,
+  checkpoint_every: int | None = None,
+) -> Trajectory:
   r"""Train the network with any optax optimizer, recording like :func:`gradient_descent`
   (every argument but ``lr`` as there).
 
@@ -191,28 +249,58 @@ def train(weights, loss, optimizer: optax.GradientTransformation, *, steps: int,
     Overparameterization. ICML 2018 (arXiv 1802.06509), Section 6 (GD vs adaptive methods).
   """
   weights, loss, sched, rec, path = _engine.check_run(
-      "train", weights, loss, steps=steps, record_every=record_every, track=track,
-      track_every=track_every, singular_values=singular_values, metrics=metrics,
-      checkpoint=checkpoint, checkpoint_every=checkpoint_every, stop_at_loss=stop_at_loss)
+    "train",
+    weights,
+    loss,
+    steps=steps,
+    record_every=record_every,
+    track=track,
+    track_every=track_every,
+    singular_values=singular_values,
+    metrics=metrics,
+    checkpoint=checkpoint,
+    checkpoint_every=checkpoint_every,
+    stop_at_loss=stop_at_loss,
+  )
   held_out = _engine.check_held_out(validation, patience, min_delta, weights, checkpoint=path)
-  job = _train_job(weights, loss, check_optimizer(optimizer), _single_stop(stop_at_loss), sched,
-                   rec, path)
+  job = _train_job(
+    weights, loss, check_optimizer(optimizer), _single_stop(stop_at_loss), sched, rec, path
+  )
   return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
 
 
 def _train_job(weights, loss, optimizer, stop, sched, rec, path) -> _engine.Job:
   opt_state = jax.device_get(optimizer.init(tuple(jnp.asarray(w) for w in weights)))
-  lanes = _engine.LaneState(tuple(np.asarray(w) for w in weights), opt_state, np.int32(-1),
-                            np.int32(-1))
-  return _engine.Job("train", _engine.OptaxUpdate(optimizer), lanes, loss, np.asarray(stop), sched,
-                     rec, checkpoint=path, call=dict(stop_at_loss=float(stop)),
-                     arrays=_weight_arrays(weights))
+  lanes = _engine.LaneState(
+    tuple(np.asarray(w) for w in weights), opt_state, np.int32(-1), np.int32(-1)
+  )
+  return _engine.Job(
+    "train",
+    _engine.OptaxUpdate(optimizer),
+    lanes,
+    loss,
+    np.asarray(stop),
+    sched,
+    rec,
+    checkpoint=path,
+    call=dict(stop_at_loss=float(stop)),
+    arrays=_weight_arrays(weights),
+  )
 
 
 def resume_train(call, arrays, loss, sched, rec, path, optimizer=None) -> _engine.Job:
   """The job of a :func:`train` checkpoint; ``optimizer`` is the run's own (not stored)."""
   if optimizer is None:
-    raise ValueError("this checkpoint is of lt.train, whose optimizer a checkpoint cannot store; "
-                     "pass the same one: lt.resume(path, optimizer=optax.adam(1e-3)).")
-  return _train_job(check_weights(_stored_weights(arrays)), loss,
-                    check_optimizer(optimizer), call["stop_at_loss"], sched, rec, path)
+    raise ValueError(
+      "this checkpoint is of lt.train, whose optimizer a checkpoint cannot store; "
+      "pass the same one: lt.resume(path, optimizer=optax.adam(1e-3))."
+    )
+  return _train_job(
+    check_weights(_stored_weights(arrays)),
+    loss,
+    check_optimizer(optimizer),
+    call["stop_at_loss"],
+    sched,
+    rec,
+    path,
+  )

@@ -30,12 +30,12 @@ __all__ = ["gradient_flow", "odeint"]
 # Dormand-Prince 5(4) (Hairer, Norsett, Wanner, Solving ODEs I, Table 5.2): stage nodes are not
 # needed for an autonomous right-hand side. The last stage is the 5th-order solution (FSAL).
 _STAGES = (
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+  (1 / 5,),
+  (3 / 40, 9 / 40),
+  (44 / 45, -56 / 15, 32 / 9),
+  (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+  (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+  (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
 )
 # 5th-order weights minus the embedded 4th-order weights: the local error estimate.
 _ERROR = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
@@ -44,8 +44,9 @@ _ERROR = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1
 def _combine(y, h, coefficients, ks):
   """``y + h * sum_i c_i k_i`` on pytrees (zero coefficients skipped)."""
   terms = [(c, k) for c, k in zip(coefficients, ks) if c != 0.0]
-  return jax.tree_util.tree_map(lambda y_, *k_: y_ + h * sum(c * x for (c, _), x in zip(terms, k_)),
-                                y, *[k for _, k in terms])
+  return jax.tree_util.tree_map(
+    lambda y_, *k_: y_ + h * sum(c * x for (c, _), x in zip(terms, k_)), y, *[k for _, k in terms]
+  )
 
 
 def _dopri_step(rhs, y, f, h):
@@ -60,13 +61,13 @@ def _dopri_step(rhs, y, f, h):
 
 def _rms(tree) -> jnp.ndarray:
   leaves = jax.tree_util.tree_leaves(tree)
-  return jnp.sqrt(sum(jnp.sum(x ** 2) for x in leaves) / sum(x.size for x in leaves))
-
+  return jnp.sqrt(sum(jnp.sum(x**2) for x in leaves) / sum(x.size for x in leaves))
 
 
 def _scaled(err, y, y_new, rtol, atol):
   return jax.tree_util.tree_map(
-      lambda e, a, b: e / (atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b))), err, y, y_new)
+    lambda e, a, b: e / (atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b))), err, y, y_new
+  )
 
 
 def odeint(rhs, y0, times, observe, *, rtol, atol, max_steps):
@@ -106,8 +107,9 @@ def odeint(rhs, y0, times, observe, *, rtol, atol, max_steps):
     Dormand, Prince. A family of embedded Runge-Kutta formulae. J. Comput. Appl. Math. 6 (1980).
   """
   state = _ode_start(rhs, y0, times, lambda y, i: observe(y), rtol, atol)
-  state = _ode_run(rhs, state, times, lambda y, i: observe(y), rtol, atol, max_steps,
-                   jnp.shape(times)[0])
+  state = _ode_run(
+    rhs, state, times, lambda y, i: observe(y), rtol, atol, max_steps, jnp.shape(times)[0]
+  )
   return state.records, state.y, state.index, state.n_steps
 
 
@@ -135,8 +137,9 @@ def _ode_start(rhs, y0, times, observe, rtol, atol) -> _OdeState:
   d0, d1 = scale(y0), scale(f0)
   h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5) | ~jnp.isfinite(d1), 1e-6 * span, 0.01 * d0 / d1)
   h0 = jnp.minimum(h0, span).astype(dtype)
-  return _OdeState(jnp.zeros((), dtype), y0, f0, h0, jnp.zeros((), jnp.int32), recs,
-                   jnp.zeros((), jnp.int32))
+  return _OdeState(
+    jnp.zeros((), dtype), y0, f0, h0, jnp.zeros((), jnp.int32), recs, jnp.zeros((), jnp.int32)
+  )
 
 
 def _ode_run(rhs, state: _OdeState, times, observe, rtol, atol, max_steps, until) -> _OdeState:
@@ -147,12 +150,16 @@ def _ode_run(rhs, state: _OdeState, times, observe, rtol, atol, max_steps, until
   min_step = 16 * jnp.finfo(dtype).eps
 
   def keep_going(state):
-    return ((state.index < until) & (state.n_steps < max_steps)
-            & (state.h > min_step * jnp.maximum(state.t, 1)))
+    return (
+      (state.index < until)
+      & (state.n_steps < max_steps)
+      & (state.h > min_step * jnp.maximum(state.t, 1))
+    )
 
   def observe_now(state):
-    recs = jax.tree_util.tree_map(lambda r, v: r.at[state.index].set(v), state.records,
-                                  observe(state.y, state.index))
+    recs = jax.tree_util.tree_map(
+      lambda r, v: r.at[state.index].set(v), state.records, observe(state.y, state.index)
+    )
     return state._replace(index=state.index + 1, records=recs)
 
   def step(state):
@@ -161,14 +168,20 @@ def _ode_run(rhs, state: _OdeState, times, observe, rtol, atol, max_steps, until
     dt = jnp.where(h * 1.01 >= gap, gap, h)  # never leave a sliver before a record time
     y_new, f_new, error = _dopri_step(rhs, y, f, dt)
     err = _rms(_scaled(error, y, y_new, rtol, atol))
-    finite = jnp.isfinite(err) & jnp.all(jnp.stack(
-        [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(f_new)]))
+    finite = jnp.isfinite(err) & jnp.all(
+      jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(f_new)])
+    )
     accept = finite & (err <= 1)
     factor = jnp.where(finite, jnp.clip(0.9 * jnp.maximum(err, 1e-10) ** -0.2, 0.2, 10.0), 0.2)
     t_new = jnp.where(dt == gap, times[state.index], t + dt)
     pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new, old)
-    return state._replace(t=jnp.where(accept, t_new, t), y=pick(y_new, y), f=pick(f_new, f),
-                          h=(dt * factor).astype(dtype), n_steps=state.n_steps + 1)
+    return state._replace(
+      t=jnp.where(accept, t_new, t),
+      y=pick(y_new, y),
+      f=pick(f_new, f),
+      h=(dt * factor).astype(dtype),
+      n_steps=state.n_steps + 1,
+    )
 
   def body(state):
     return lax.cond(state.t >= times[state.index], observe_now, step, state)
@@ -191,13 +204,15 @@ def _record_times(time, n_records=None, record_every_time=None) -> np.ndarray:
 
 def _flow_functions(loss, recorder: Recorder, track_every: int):
   """The right-hand side and the record of the flow on ``loss``."""
+
   def rhs(ws):
     return jax.tree_util.tree_map(jnp.negative, value_and_grad(ws, loss)[1])
 
   def observe(ws, index):
     value, grads = value_and_grad(ws, loss)
-    return record_point(ws, value, grads, loss, ~jnp.isfinite(value), index, rec=recorder,
-                        track_every=track_every)
+    return record_point(
+      ws, value, grads, loss, ~jnp.isfinite(value), index, rec=recorder, track_every=track_every
+    )
 
   return rhs, observe
 
@@ -209,16 +224,29 @@ def _flow_start(weights, loss, times, rtol, atol, *, recorder, track_every) -> _
 
 
 @functools.partial(jax.jit, static_argnames=("recorder", "track_every"), donate_argnums=0)
-def _flow_segment(state, loss, times, rtol, atol, max_steps, until, *, recorder,
-                  track_every) -> _OdeState:
+def _flow_segment(
+  state, loss, times, rtol, atol, max_steps, until, *, recorder, track_every
+) -> _OdeState:
   rhs, observe = _flow_functions(loss, recorder, track_every)
   return _ode_run(rhs, state, times, observe, rtol, atol, max_steps, until)
 
 
-def gradient_flow(weights, loss, *, time, n_records: int | None = None,
-                  record_every_time: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
-                  max_steps: int = 100_000, track=(), track_every: int = 1,
-                  singular_values: str = "batched", metrics=None, progress=False) -> Trajectory:
+def gradient_flow(
+  weights,
+  loss,
+  *,
+  time,
+  n_records: int | None = None,
+  record_every_time: float | None = None,
+  rtol: float = 1e-8,
+  atol: float = 1e-10,
+  max_steps: int = 100_000,
+  track=(),
+  track_every: int = 1,
+  singular_values: str = "batched",
+  metrics=None,
+  progress=False,
+) -> Trajectory:
   r"""Gradient flow on the network loss, integrated with error control, recording the theory's
   metrics at fixed times.
 
@@ -252,9 +280,10 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
   Returns:
     A :class:`lintraj.Trajectory`. Its ``step`` field holds the **time** :math:`t` of each record
     (floating, the continuous counterpart of ``lr * step`` of a GD run); ``final`` is the weights
-    at the last record time (when ``max_steps`` ran out: where the integration stopped). If ``max_steps`` runs out (or the step size underflows) the records
-    not reached are NaN, ``diverged_step`` is the first record time not reached, and a
-    ``RuntimeWarning`` says so; otherwise ``diverged_step`` is None.
+    at the last record time (when ``max_steps`` ran out: where the integration stopped). If
+    ``max_steps`` runs out (or the step size underflows) the records not reached are NaN,
+    ``diverged_step`` is the first record time not reached, and a ``RuntimeWarning`` says so;
+    otherwise ``diverged_step`` is None.
 
   Example:
     >>> import jax, jax.numpy as jnp, lintraj as lt
@@ -271,8 +300,17 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
     Dormand, Prince. A family of embedded Runge-Kutta formulae. J. Comput. Appl. Math. 6 (1980).
   """
   weights, loss, _, rec, _ = _engine.check_run(
-      "gradient_flow", weights, loss, steps=0, record_every=1, track=track,
-      track_every=track_every, singular_values=singular_values, metrics=metrics, time=time)
+    "gradient_flow",
+    weights,
+    loss,
+    steps=0,
+    record_every=1,
+    track=track,
+    track_every=track_every,
+    singular_values=singular_values,
+    metrics=metrics,
+    time=time,
+  )
   times = _record_times(time, n_records, record_every_time)
   rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
   max_steps = check_int("max_steps", max_steps, 1)
@@ -286,10 +324,14 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
   try:
     state = _flow_start(weights, *args, **static)
     state = _engine.drive(
-        lambda s, until: _flow_segment(s, *args, jnp.asarray(max_steps, jnp.int32),
-                                       jnp.asarray(until, jnp.int32), **static),
-        state, len(times), written=lambda s: int(s.index),
-        report=None if bar is None else lambda s, block: bar.update(block))
+      lambda s, until: _flow_segment(
+        s, *args, jnp.asarray(max_steps, jnp.int32), jnp.asarray(until, jnp.int32), **static
+      ),
+      state,
+      len(times),
+      written=lambda s: int(s.index),
+      report=None if bar is None else lambda s, block: bar.update(block),
+    )
   finally:
     if bar is not None:
       bar.close()
@@ -298,9 +340,13 @@ def gradient_flow(weights, loss, *, time, n_records: int | None = None,
   if n_reached < len(times):
     stopped = float(times[n_reached])
     warnings.warn(
-        f"gradient_flow stopped before t = {stopped:g} (max_steps={max_steps} used up, or the step "
-        "size underflowed because the flow stopped being finite); later records are NaN. Raise "
-        "max_steps or loosen rtol/atol.", RuntimeWarning, stacklevel=2)
+      f"gradient_flow stopped before t = {stopped:g} (max_steps={max_steps} used up, or the step "
+      "size underflowed because the flow stopped being finite); later records are NaN. Raise "
+      "max_steps or loosen rtol/atol.",
+      RuntimeWarning,
+      stacklevel=2,
+    )
   records = jax.device_get(state.records)
-  return Trajectory(step=np.asarray(times, dtype), final=jax.device_get(state.y),
-                    diverged_step=stopped, **records)
+  return Trajectory(
+    step=np.asarray(times, dtype), final=jax.device_get(state.y), diverged_step=stopped, **records
+  )

@@ -22,11 +22,14 @@ def _check_dims(dims: Sequence[int]) -> tuple[int, ...]:
   try:
     dims = tuple(int(d) for d in dims)
   except (TypeError, ValueError):
-    raise ValueError(f"dims must be a sequence of positive integers (d_0, ..., d_N); got {dims!r}.") from None
+    raise ValueError(
+      f"dims must be a sequence of positive integers (d_0, ..., d_N); got {dims!r}."
+    ) from None
   if len(dims) < 2:
     raise ValueError(
-        f"dims must list at least 2 widths (d_0, ..., d_N) for a network of depth >= 1; got {dims}. "
-        "For example dims=(128, 32, 32, 1).")
+      f"dims must list at least 2 widths (d_0, ..., d_N) for a network of depth >= 1; got {dims}. "
+      "For example dims=(128, 32, 32, 1)."
+    )
   if min(dims) < 1:
     raise ValueError(f"every width in dims must be >= 1; got {dims}.")
   return dims
@@ -45,16 +48,19 @@ def _check_key(key):
   if dtype == jnp.uint32 and np.shape(key) == (2,):
     return key
   got = f"an array of shape {np.shape(key)} and dtype {dtype}" if dtype is not None else repr(key)
-  raise ValueError(f"key must be one PRNG key, e.g. jax.random.PRNGKey(0) or jax.random.key(0); "
-                   f"got {got}. Split a key per call with jax.random.split.")
+  raise ValueError(
+    f"key must be one PRNG key, e.g. jax.random.PRNGKey(0) or jax.random.key(0); "
+    f"got {got}. Split a key per call with jax.random.split."
+  )
 
 
 def _dtype(dtype):
   return default_float_dtype() if dtype is None else jnp.dtype(dtype)
 
 
-def balanced(key, dims: Sequence[int], *, std: float | None = None, end_to_end=None,
-             dtype=None) -> tuple:
+def balanced(
+  key, dims: Sequence[int], *, std: float | None = None, end_to_end=None, dtype=None
+) -> tuple:
   r"""Balanced initialization (Procedure 1 of Arora et al. 2019).
 
   Draw :math:`A \in \mathbb{R}^{d_N \times d_0}` (iid :math:`\mathcal N(0, \mathrm{std}^2)`
@@ -91,12 +97,15 @@ def balanced(key, dims: Sequence[int], *, std: float | None = None, end_to_end=N
   """
   dims = _check_dims(dims)
   if (std is None) == (end_to_end is None):
-    raise ValueError("pass exactly one of std= (random end-to-end matrix) or end_to_end= (a given matrix).")
+    raise ValueError(
+      "pass exactly one of std= (random end-to-end matrix) or end_to_end= (a given matrix)."
+    )
   depth, rank = len(dims) - 1, min(dims[0], dims[-1])
   if min(dims[1:-1], default=rank) < rank:
     raise ValueError(
-        f"balanced init needs every hidden width >= min(d_0, d_N) = {rank} (no bottleneck); got dims "
-        f"{dims}. Widen the hidden layers or use lintraj.init.gaussian.")
+      f"balanced init needs every hidden width >= min(d_0, d_N) = {rank} (no bottleneck); got dims "
+      f"{dims}. Widen the hidden layers or use lintraj.init.gaussian."
+    )
   if end_to_end is None:
     std = _check_std(std)
     if key is None:
@@ -105,7 +114,9 @@ def balanced(key, dims: Sequence[int], *, std: float | None = None, end_to_end=N
   else:
     a = as_float_array(end_to_end, "end_to_end", dtype)
     if a.shape != (dims[-1], dims[0]):
-      raise ValueError(f"end_to_end has shape {a.shape}; it must be (d_N, d_0) = {(dims[-1], dims[0])}.")
+      raise ValueError(
+        f"end_to_end has shape {a.shape}; it must be (d_N, d_0) = {(dims[-1], dims[0])}."
+      )
   u, s, vt = jnp.linalg.svd(a, full_matrices=False)
   # Rounding-level singular values are exact zeros of a rank-deficient A: their N-th roots
   # would otherwise put O(eps^{1/N}) junk on the null modes of every layer.
@@ -144,7 +155,9 @@ def gaussian(key, dims: Sequence[int], *, std: float, dtype=None) -> tuple:
   """
   dims, std = _check_dims(dims), _check_std(std)
   keys = jax.random.split(_check_key(key), len(dims) - 1)
-  return tuple(std * jax.random.normal(k, (dims[j + 1], dims[j]), _dtype(dtype)) for j, k in enumerate(keys))
+  return tuple(
+    std * jax.random.normal(k, (dims[j + 1], dims[j]), _dtype(dtype)) for j, k in enumerate(keys)
+  )
 
 
 def residual(dims: Sequence[int], *, dtype=None) -> tuple:
@@ -161,8 +174,10 @@ def residual(dims: Sequence[int], *, dtype=None) -> tuple:
   """
   dims = _check_dims(dims)
   if len(set(dims)) != 1:
-    raise ValueError(f"residual init needs equal widths (every W_j square); got dims {dims}. "
-                     "Use lintraj.init.orthogonal or balanced for unequal widths.")
+    raise ValueError(
+      f"residual init needs equal widths (every W_j square); got dims {dims}. "
+      "Use lintraj.init.orthogonal or balanced for unequal widths."
+    )
   return tuple(jnp.eye(dims[0], dtype=_dtype(dtype)) for _ in dims[1:])
 
 
@@ -188,10 +203,10 @@ def orthogonal(key, dims: Sequence[int], *, scale: float = 1.0, dtype=None) -> t
 
 
 _BY_NAME = {
-    "balanced": lambda key, dims, std, dtype=None: balanced(key, dims, std=std, dtype=dtype),
-    "gaussian": lambda key, dims, std, dtype=None: gaussian(key, dims, std=std, dtype=dtype),
-    "orthogonal": lambda key, dims, std, dtype=None: orthogonal(key, dims, scale=std, dtype=dtype),
-    "residual": lambda key, dims, std, dtype=None: residual(dims, dtype=dtype),
+  "balanced": lambda key, dims, std, dtype=None: balanced(key, dims, std=std, dtype=dtype),
+  "gaussian": lambda key, dims, std, dtype=None: gaussian(key, dims, std=std, dtype=dtype),
+  "orthogonal": lambda key, dims, std, dtype=None: orthogonal(key, dims, scale=std, dtype=dtype),
+  "residual": lambda key, dims, std, dtype=None: residual(dims, dtype=dtype),
 }
 
 

@@ -25,17 +25,20 @@ _STEP_FIELDS = ("diverged_step", "stopped_step")
 
 def _versions():
   import lintraj
+
   return {"lintraj": lintraj.__version__, "jax": jax.__version__, "numpy": np.__version__}
 
 
 def _write_npz(path, arrays: dict, header: dict) -> str:
-  """Write ``arrays`` and the JSON ``header`` to ``path`` atomically (temporary file, then rename)."""
+  """Write ``arrays`` and the JSON ``header`` to ``path`` atomically (temporary file, then
+  rename)."""
   path = os.fspath(path)
   try:
     meta_json = json.dumps(dict(header, versions=_versions()))
   except TypeError as err:
-    raise ValueError("metadata must be JSON-serialisable (numbers, strings, lists, dicts) or "
-                     f"arrays: {err}") from None
+    raise ValueError(
+      f"metadata must be JSON-serialisable (numbers, strings, lists, dicts) or arrays: {err}"
+    ) from None
   arrays = dict(arrays, **{_METADATA_KEY: np.frombuffer(meta_json.encode(), dtype=np.uint8)})
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
@@ -66,8 +69,10 @@ def _read_npz(path, what: str):
   except FileNotFoundError:
     raise
   except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as err:
-    raise ValueError(f"{path} is not a readable lintraj {what} file (truncated or corrupted?): "
-                     f"{type(err).__name__}: {err}") from None
+    raise ValueError(
+      f"{path} is not a readable lintraj {what} file (truncated or corrupted?): "
+      f"{type(err).__name__}: {err}"
+    ) from None
   return arrays, header
 
 
@@ -83,8 +88,10 @@ def _metadata_arrays(value, path: list, arrays: dict):
   if isinstance(value, (np.ndarray, jax.Array)):
     value = np.asarray(value)
     if value.dtype.hasobject:
-      raise ValueError(f"metadata {'/'.join(map(str, path))} is an object array, which needs "
-                       "pickle; pass numbers, strings or arrays of numbers.")
+      raise ValueError(
+        f"metadata {'/'.join(map(str, path))} is an object array, which needs "
+        "pickle; pass numbers, strings or arrays of numbers."
+      )
     arrays[f"metadata/{len(arrays)}"] = (path, value)
     return None
   return value
@@ -141,8 +148,15 @@ def save(path, trajectory: Trajectory, **metadata) -> str:
   placed = {}
   metadata = _metadata_arrays(metadata, [], placed)
   arrays.update({key: value for key, (_, value) in placed.items()})
-  return _write_npz(path, arrays, {"fields": fields, "metadata": metadata,
-                                   "metadata_arrays": {key: p for key, (p, _) in placed.items()}})
+  return _write_npz(
+    path,
+    arrays,
+    {
+      "fields": fields,
+      "metadata": metadata,
+      "metadata_arrays": {key: p for key, (p, _) in placed.items()},
+    },
+  )
 
 
 def load(path):
@@ -155,8 +169,10 @@ def load(path):
   """
   arrays, header = _read_npz(path, "trajectory")
   if "checkpoint" in header:
-    raise ValueError(f"{os.fspath(path)} is a checkpoint, not a saved trajectory; continue it with "
-                     "lintraj.resume(path).")
+    raise ValueError(
+      f"{os.fspath(path)} is a checkpoint, not a saved trajectory; continue it with "
+      "lintraj.resume(path)."
+    )
   try:
     values = {}
     for name, kind in header["fields"].items():
@@ -169,27 +185,35 @@ def load(path):
       else:
         value = arrays[name]
         values[name] = value.item() if name in _STEP_FIELDS and value.ndim == 0 else value
-    metadata = _restore_metadata_arrays(header["metadata"], header.get("metadata_arrays", {}),
-                                        arrays)
+    metadata = _restore_metadata_arrays(
+      header["metadata"], header.get("metadata_arrays", {}), arrays
+    )
     return Trajectory(**values), {"versions": header.get("versions"), **metadata}
   except (KeyError, TypeError, AttributeError) as err:
-    raise ValueError(f"{os.fspath(path)} is not a lintraj trajectory file (missing or unknown "
-                     f"entry {err}); was it written by lintraj.save?") from None
+    raise ValueError(
+      f"{os.fspath(path)} is not a lintraj trajectory file (missing or unknown "
+      f"entry {err}); was it written by lintraj.save?"
+    ) from None
 
 
 def _tree_to_arrays(tree, prefix: str, arrays: dict):
-  """A JSON description of a pytree of None/tuple/list/str-keyed dict/array, its arrays added to ``arrays``."""
+  """A JSON description of a pytree of None/tuple/list/str-keyed dict/array, its arrays added to
+  ``arrays``."""
   if tree is None:
     return None
   if isinstance(tree, (tuple, list)):
-    return {type(tree).__name__: [_tree_to_arrays(x, f"{prefix}/{i}", arrays) for i, x in enumerate(tree)]}
+    return {
+      type(tree).__name__: [_tree_to_arrays(x, f"{prefix}/{i}", arrays) for i, x in enumerate(tree)]
+    }
   if isinstance(tree, dict) and all(isinstance(k, str) for k in tree):
     return {"dict": {k: _tree_to_arrays(v, f"{prefix}/{k}", arrays) for k, v in tree.items()}}
   try:
     arrays[prefix] = np.asarray(tree)
   except (TypeError, ValueError, RuntimeError):
-    raise ValueError(f"the loss's data contain a {type(tree).__name__}, which a checkpoint cannot "
-                     "store; use arrays in tuples, lists or dicts.") from None
+    raise ValueError(
+      f"the loss's data contain a {type(tree).__name__}, which a checkpoint cannot "
+      "store; use arrays in tuples, lists or dicts."
+    ) from None
   return {"array": prefix}
 
 
@@ -200,7 +224,7 @@ def _tree_from_arrays(spec, arrays: dict):
     return arrays[spec["array"]]
   if "dict" in spec:
     return {k: _tree_from_arrays(v, arrays) for k, v in spec["dict"].items()}
-  kind, = spec
+  (kind,) = spec
   return {"tuple": tuple, "list": list}[kind](_tree_from_arrays(x, arrays) for x in spec[kind])
 
 
@@ -226,7 +250,9 @@ def resolve(reference: str):
   return value
 
 
-def write_checkpoint(path, run: str, *, call: dict, arrays: dict, loss: Loss, state_arrays: dict) -> str:
+def write_checkpoint(
+  path, run: str, *, call: dict, arrays: dict, loss: Loss, state_arrays: dict
+) -> str:
   """Write a checkpoint of a run atomically: its call (JSON and arrays), its loss and its state.
 
   Args:
@@ -243,11 +269,17 @@ def write_checkpoint(path, run: str, *, call: dict, arrays: dict, loss: Loss, st
   if jax.process_index() != 0:
     return os.fspath(path)
   loss_arrays = {}
-  loss_header = dict(name=loss.name, fn=function_reference(loss.fn),
-                     data=_tree_to_arrays(loss.data, "loss/data", loss_arrays),
-                     target=_tree_to_arrays(loss.target, "loss/target", loss_arrays))
-  all_arrays = {**{f"call/{k}": v for k, v in arrays.items()}, **loss_arrays,
-                **{f"state/{k}": v for k, v in state_arrays.items()}}
+  loss_header = dict(
+    name=loss.name,
+    fn=function_reference(loss.fn),
+    data=_tree_to_arrays(loss.data, "loss/data", loss_arrays),
+    target=_tree_to_arrays(loss.target, "loss/target", loss_arrays),
+  )
+  all_arrays = {
+    **{f"call/{k}": v for k, v in arrays.items()},
+    **loss_arrays,
+    **{f"state/{k}": v for k, v in state_arrays.items()},
+  }
   return _write_npz(path, all_arrays, {"checkpoint": run, "call": call, "loss": loss_header})
 
 
@@ -260,33 +292,46 @@ def read_checkpoint(path, loss=None):
   arrays, header = _read_npz(path, "checkpoint")
   path = os.fspath(path)
   if "checkpoint" not in header:
-    raise ValueError(f"{path} is a saved trajectory, not a checkpoint; read it with lintraj.load(path).")
+    raise ValueError(
+      f"{path} is a saved trajectory, not a checkpoint; read it with lintraj.load(path)."
+    )
   try:
     spec = header["loss"]
-    stored = Loss(None, data=_tree_from_arrays(spec["data"], arrays),
-                  target=_tree_from_arrays(spec["target"], arrays), name=spec["name"])
-    call = {k[len("call/"):]: v for k, v in arrays.items() if k.startswith("call/")}
-    state = {k[len("state/"):]: v for k, v in arrays.items() if k.startswith("state/")}
+    stored = Loss(
+      None,
+      data=_tree_from_arrays(spec["data"], arrays),
+      target=_tree_from_arrays(spec["target"], arrays),
+      name=spec["name"],
+    )
+    call = {k[len("call/") :]: v for k, v in arrays.items() if k.startswith("call/")}
+    state = {k[len("state/") :]: v for k, v in arrays.items() if k.startswith("state/")}
     run, call_header = header["checkpoint"], header["call"]
   except (KeyError, TypeError, ValueError) as err:
     raise ValueError(f"{path} is not a complete lintraj checkpoint (missing {err}).") from None
   if loss is None:
     if spec["fn"] is None:
-      raise ValueError(f"{path} was written by a run of the loss {spec['name']!r}, a function "
-                       "lintraj cannot import by itself; pass it: lintraj.resume(path, loss=loss).")
+      raise ValueError(
+        f"{path} was written by a run of the loss {spec['name']!r}, a function "
+        "lintraj cannot import by itself; pass it: lintraj.resume(path, loss=loss)."
+      )
     stored.fn = resolve(spec["fn"])
     loss = stored
   else:
     loss = as_loss(loss)
     given_fn = function_reference(loss.fn)
     if spec["fn"] is not None and given_fn is not None and given_fn != spec["fn"]:
-      raise ValueError(f"{path} was run with the loss function {spec['fn']}, not {given_fn}; "
-                       "pass the loss the run was started with.")
+      raise ValueError(
+        f"{path} was run with the loss function {spec['fn']}, not {given_fn}; "
+        "pass the loss the run was started with."
+      )
     given, kept = (loss.data, loss.target), (stored.data, stored.target)
     same = jax.tree_util.tree_structure(given) == jax.tree_util.tree_structure(kept) and all(
-        np.array_equal(np.asarray(a), b)
-        for a, b in zip(jax.tree_util.tree_leaves(given), jax.tree_util.tree_leaves(kept)))
+      np.array_equal(np.asarray(a), b)
+      for a, b in zip(jax.tree_util.tree_leaves(given), jax.tree_util.tree_leaves(kept))
+    )
     if not same:
-      raise ValueError(f"the loss passed to resume has other data or target than the one {path} was "
-                       "run with; pass the same loss.")
+      raise ValueError(
+        f"the loss passed to resume has other data or target than the one {path} was "
+        "run with; pass the same loss."
+      )
   return run, call_header, call, loss, state

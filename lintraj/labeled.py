@@ -21,29 +21,38 @@ def _require(module: str):
   try:
     return importlib.import_module(module)
   except ImportError:
-    raise ValueError(f"lintraj.labeled needs {module}, which is not installed; install it with "
-                     "pip install 'lintraj[labeled]'.") from None
+    raise ValueError(
+      f"lintraj.labeled needs {module}, which is not installed; install it with "
+      "pip install 'lintraj[labeled]'."
+    ) from None
 
 
 def _check(table, trajectory) -> tuple[dict, np.ndarray]:
   """The table as NumPy columns and the loss records ``(B, T)``, or ValueError."""
   loss = np.asarray(getattr(trajectory, "loss", None))
   if loss.ndim != 2 or getattr(trajectory, "stopped_step", None) is None:
-    raise ValueError("trajectory must be a batched lintraj.Trajectory (loss of shape (B, T)), e.g. "
-                     f"from lt.batch_gradient_descent; got loss of shape {loss.shape}.")
+    raise ValueError(
+      "trajectory must be a batched lintraj.Trajectory (loss of shape (B, T)), e.g. "
+      f"from lt.batch_gradient_descent; got loss of shape {loss.shape}."
+    )
   if not isinstance(table, dict) or not table:
-    raise ValueError("table must be a non-empty dict of columns, one value per lane, e.g. the "
-                     f"table of lt.sweep.grid; got {type(table).__name__}.")
+    raise ValueError(
+      "table must be a non-empty dict of columns, one value per lane, e.g. the "
+      f"table of lt.sweep.grid; got {type(table).__name__}."
+    )
   columns = {}
   for name, values in table.items():
     values = np.asarray(values)
     if values.shape != loss.shape[:1]:
-      raise ValueError(f"table column {name!r} has shape {values.shape} but the trajectory has "
-                       f"{loss.shape[0]} lanes; give one value per lane (the table of the same "
-                       "grid).")
+      raise ValueError(
+        f"table column {name!r} has shape {values.shape} but the trajectory has "
+        f"{loss.shape[0]} lanes; give one value per lane (the table of the same "
+        "grid)."
+      )
     if name in SUMMARY_COLUMNS or name in ("lane", "record", "step"):
-      raise ValueError(f"table column {name!r} clashes with a column lintraj.labeled adds; rename "
-                       "it.")
+      raise ValueError(
+        f"table column {name!r} clashes with a column lintraj.labeled adds; rename it."
+      )
     columns[name] = values
   return columns, loss
 
@@ -81,9 +90,12 @@ def to_dataframe(table: dict, trajectory, *, threshold: float | None = None):
   """
   columns, loss = _check(table, trajectory)
   pd = _require("pandas")
-  summary = {"final_loss": loss[:, -1], "min_loss": np.fmin.reduce(loss, axis=1),
-             "stopped_step": np.asarray(trajectory.stopped_step),
-             "diverged_step": np.asarray(trajectory.diverged_step)}
+  summary = {
+    "final_loss": loss[:, -1],
+    "min_loss": np.fmin.reduce(loss, axis=1),
+    "stopped_step": np.asarray(trajectory.stopped_step),
+    "diverged_step": np.asarray(trajectory.diverged_step),
+  }
   if threshold is not None:
     below = loss <= float(threshold)
     step = np.asarray(trajectory.step)
@@ -129,21 +141,41 @@ def to_dataset(table: dict, trajectory):
   xr = _require("xarray")
   step = np.asarray(trajectory.step)
   if np.any(step != step[:1]):
-    raise ValueError("the lanes of trajectory record at different steps; give one batched run's "
-                     "trajectory.")
+    raise ValueError(
+      "the lanes of trajectory record at different steps; give one batched run's trajectory."
+    )
   layers = [np.asarray(s) for s in trajectory.layer_singular_values]
   widest = max(s.shape[-1] for s in layers)
-  padded = np.stack([np.pad(s, ((0, 0), (0, 0), (0, widest - s.shape[-1])), constant_values=np.nan)
-                     for s in layers], axis=2)
+  padded = np.stack(
+    [
+      np.pad(s, ((0, 0), (0, 0), (0, widest - s.shape[-1])), constant_values=np.nan) for s in layers
+    ],
+    axis=2,
+  )
   per_record = ("lane", "record")
-  data = {name: (per_record, np.asarray(getattr(trajectory, name)))
-          for name in ("loss", "balancedness", "deficiency_margin", "grad_norm", "sharpness",
-                       "min_hessian_eigenvalue") if getattr(trajectory, name) is not None}
+  data = {
+    name: (per_record, np.asarray(getattr(trajectory, name)))
+    for name in (
+      "loss",
+      "balancedness",
+      "deficiency_margin",
+      "grad_norm",
+      "sharpness",
+      "min_hessian_eigenvalue",
+    )
+    if getattr(trajectory, name) is not None
+  }
   data["layer_singular_values"] = (per_record + ("layer", "layer_sv"), padded)
-  data["end_to_end_singular_values"] = (per_record + ("end_to_end_sv",),
-                                        np.asarray(trajectory.end_to_end_singular_values))
-  data.update({name: ("lane", np.asarray(getattr(trajectory, name)))
-               for name in ("stopped_step", "diverged_step")})
+  data["end_to_end_singular_values"] = (
+    per_record + ("end_to_end_sv",),
+    np.asarray(trajectory.end_to_end_singular_values),
+  )
+  data.update(
+    {
+      name: ("lane", np.asarray(getattr(trajectory, name)))
+      for name in ("stopped_step", "diverged_step")
+    }
+  )
   coords = {name: ("lane", values) for name, values in columns.items()}
   coords.update(step=("record", step[0]), layer=("layer", np.arange(1, len(layers) + 1)))
   return xr.Dataset(data, coords=coords)

@@ -5,16 +5,25 @@
 import warnings
 
 from lintraj.reproductions.landscape_studies import (
-    critical_points_data,
-    critical_points_figure,
-    run_critical_points,
-    run_saddles,
-    saddles_data,
-    saddles_figure,
+  critical_points_data,
+  critical_points_figure,
+  run_critical_points,
+  run_saddles,
+  saddles_data,
+  saddles_figure,
 )
 
-__all__ = ["run_critical_points", "run_saddles", "critical_points_data", "critical_points_figure",
-           "saddles_data", "saddles_figure"]
+__all__ = [
+  "run_critical_points",
+  "run_saddles",
+  "critical_points_data",
+  "critical_points_figure",
+  "saddles_data",
+  "saddles_figure",
+]
 
-warnings.warn("lintraj.landscape_studies is deprecated: use lintraj.reproductions.landscape_studies.",
-              DeprecationWarning, stacklevel=2)
+warnings.warn(
+  "lintraj.landscape_studies is deprecated: use lintraj.reproductions.landscape_studies.",
+  DeprecationWarning,
+  stacklevel=2,
+)

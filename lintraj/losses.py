@@ -19,8 +19,17 @@ import numpy as np
 from lintraj.network import as_float_array, default_float_dtype
 from lintraj.validation import check_positive
 
-__all__ = ["Loss", "as_loss", "check_loss", "target", "regression", "lp_regression",
-           "matrix_completion", "autoencoder_loss", "stack_losses"]
+__all__ = [
+  "Loss",
+  "as_loss",
+  "check_loss",
+  "target",
+  "regression",
+  "lp_regression",
+  "matrix_completion",
+  "autoencoder_loss",
+  "stack_losses",
+]
 
 
 @jax.tree_util.register_pytree_node_class
@@ -71,8 +80,10 @@ def as_loss(loss) -> Loss:
     return loss
   if callable(loss):
     return Loss(loss)
-  raise ValueError(f"loss must be a lintraj.losses.Loss or a function of the end-to-end matrix; got "
-                   f"{type(loss).__name__}. For a target matrix use lintraj.losses.target(phi).")
+  raise ValueError(
+    f"loss must be a lintraj.losses.Loss or a function of the end-to-end matrix; got "
+    f"{type(loss).__name__}. For a target matrix use lintraj.losses.target(phi)."
+  )
 
 
 def check_loss(loss, dims_or_weights) -> Loss:
@@ -107,24 +118,34 @@ def check_loss(loss, dims_or_weights) -> Loss:
     shape = (np.shape(dims_or_weights[-1])[-2], np.shape(dims_or_weights[0])[-1])
     dtype = jnp.result_type(dims_or_weights[0])
   else:
-    raise ValueError("check_loss needs the widths (d_0, ..., d_N) or the weights (W_1, ..., W_N); "
-                     f"got {dims_or_weights!r}.")
+    raise ValueError(
+      "check_loss needs the widths (d_0, ..., d_N) or the weights (W_1, ..., W_N); "
+      f"got {dims_or_weights!r}."
+    )
   try:
     out = jax.eval_shape(loss, jax.ShapeDtypeStruct(shape, dtype))
   except Exception as err:  # a user function: whatever it raises under tracing is its fault
     raise ValueError(
-        f"the loss {loss.name!r} cannot be traced by JAX on a {shape} end-to-end matrix "
-        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); write it with "
-        "jax.numpy only (no float(w), np.* on w or Python branches on its values).") from err
+      f"the loss {loss.name!r} cannot be traced by JAX on a {shape} end-to-end matrix "
+      f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); write it with "
+      "jax.numpy only (no float(w), np.* on w or Python branches on its values)."
+    ) from err
   if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
-    got = (f"shape {out.shape}, dtype {out.dtype}" if isinstance(out, jax.ShapeDtypeStruct)
-           else type(out).__name__)
-    raise ValueError(f"the loss must return a real scalar; got {got}. Reduce it to one number of "
-                     f"a {shape} end-to-end matrix, e.g. with jnp.sum.")
+    got = (
+      f"shape {out.shape}, dtype {out.dtype}"
+      if isinstance(out, jax.ShapeDtypeStruct)
+      else type(out).__name__
+    )
+    raise ValueError(
+      f"the loss must return a real scalar; got {got}. Reduce it to one number of "
+      f"a {shape} end-to-end matrix, e.g. with jnp.sum."
+    )
   if not jnp.issubdtype(out.dtype, jnp.floating):
-    raise ValueError(f"the loss must return a real scalar; got dtype {out.dtype}. Return a real "
-                     "floating value (gradient descent needs one), e.g. jnp.abs(z) ** 2 for a "
-                     "complex z.")
+    raise ValueError(
+      f"the loss must return a real scalar; got dtype {out.dtype}. Return a real "
+      "floating value (gradient descent needs one), e.g. jnp.abs(z) ** 2 for a "
+      "complex z."
+    )
   return loss
 
 
@@ -147,7 +168,9 @@ def target(phi) -> Loss:
   """
   phi = as_float_array(phi, "phi")
   if phi.ndim != 2:
-    raise ValueError(f"phi must be a (d_N, d_0) matrix; got shape {phi.shape}. Reshape a vector to (1, d_0).")
+    raise ValueError(
+      f"phi must be a (d_N, d_0) matrix; got shape {phi.shape}. Reshape a vector to (1, d_0)."
+    )
   return Loss(_half_squared_distance, data=phi, target=phi, name="target")
 
 
@@ -160,7 +183,9 @@ def check_regression_data(x, y):
   if y.ndim == 1:
     y = y[:, None]
   if y.ndim != 2 or y.shape[0] != x.shape[0]:
-    raise ValueError(f"y must be (m, d_N) or (m,) with m = {x.shape[0]} rows like x; got shape {y.shape}.")
+    raise ValueError(
+      f"y must be (m, d_N) or (m,) with m = {x.shape[0]} rows like x; got shape {y.shape}."
+    )
   return x, y
 
 
@@ -198,7 +223,8 @@ def regression(x, y) -> Loss:
 
 
 def lp_regression(x, y, p: float) -> Loss:
-  r"""The :math:`\ell_p` regression loss :math:`\frac{1}{p\,m}\sum_{i=1}^m \sum_k |(W x_i - y_i)_k|^p`.
+  r"""The :math:`\ell_p` regression loss :math:`\frac{1}{p\,m}\sum_{i=1}^m \sum_k |(W x_i -
+  y_i)_k|^p`.
 
   For ``p = 2`` it equals :func:`regression` and ``.target`` is the least-squares matrix; for
   other ``p`` the minimiser has no closed form and ``.target`` is None.
@@ -216,8 +242,12 @@ def lp_regression(x, y, p: float) -> Loss:
   p = check_positive("p", p)
   if p < 1:
     raise ValueError(f"p must be >= 1 (the loss is convex only then); got {p}.")
-  return Loss(_lp_error, data=(x, y, jnp.asarray(p, x.dtype)), name="lp_regression",
-              target=_least_squares(x, y) if p == 2 else None)
+  return Loss(
+    _lp_error,
+    data=(x, y, jnp.asarray(p, x.dtype)),
+    name="lp_regression",
+    target=_least_squares(x, y) if p == 2 else None,
+  )
 
 
 def _observed_error(w, data):
@@ -226,7 +256,8 @@ def _observed_error(w, data):
 
 
 def matrix_completion(mask, values) -> Loss:
-  r"""Squared error on the observed entries: :math:`\tfrac12 \sum_{(i,j) \in \Omega} (W_{ij} - M_{ij})^2`.
+  r"""Squared error on the observed entries: :math:`\tfrac12 \sum_{(i,j) \in \Omega} (W_{ij} -
+  M_{ij})^2`.
 
   With every entry observed it equals :func:`target` of ``values``. ``.target`` is None (the
   unobserved entries are unknown).
@@ -247,7 +278,9 @@ def matrix_completion(mask, values) -> Loss:
   """
   mask, values = np.asarray(mask, bool), np.asarray(values)
   if mask.shape != values.shape or values.ndim != 2:
-    raise ValueError(f"mask {mask.shape} and values {values.shape} must be the same (d_N, d_0) shape.")
+    raise ValueError(
+      f"mask {mask.shape} and values {values.shape} must be the same (d_N, d_0) shape."
+    )
   values = as_float_array(np.where(mask, values, 0.0), "values")
   mask = jnp.asarray(mask, values.dtype)
   return Loss(_observed_error, data=(mask, values), name="matrix_completion")
@@ -304,21 +337,26 @@ def stack_losses(losses: Sequence) -> Loss:
 
   Example:
     >>> import jax.numpy as jnp, lintraj as lt
-    >>> loss = stack_losses([lt.losses.target(jnp.ones((1, 2))), lt.losses.target(jnp.zeros((1, 2)))])
+    >>> ones, zeros = lt.losses.target(jnp.ones((1, 2))), lt.losses.target(jnp.zeros((1, 2)))
+    >>> loss = stack_losses([ones, zeros])
     >>> loss.target.shape
     (2, 1, 2)
   """
   losses = [as_loss(loss) for loss in losses]
   if not losses:
-    raise ValueError("loss is an empty sequence; give one loss per lane, or one loss shared by all.")
+    raise ValueError(
+      "loss is an empty sequence; give one loss per lane, or one loss shared by all."
+    )
   first = losses[0]
   structure = lambda loss: jax.tree_util.tree_map(np.shape, (loss.data, loss.target))
   for i, loss in enumerate(losses[1:], start=1):
     if loss.fn is not first.fn or structure(loss) != structure(first):
-      raise ValueError(f"the per-lane losses differ in kind or shapes: lane 0 is {first!r} with data "
-                       f"shapes {structure(first)}, lane {i} is {loss!r} with {structure(loss)}; a batch "
-                       "needs one function with same-shaped data (e.g. lt.losses.target of same-shaped "
-                       "targets).")
+      raise ValueError(
+        f"the per-lane losses differ in kind or shapes: lane 0 is {first!r} with data "
+        f"shapes {structure(first)}, lane {i} is {loss!r} with {structure(loss)}; a batch "
+        "needs one function with same-shaped data (e.g. lt.losses.target of same-shaped "
+        "targets)."
+      )
   stack = lambda *xs: np.stack([np.asarray(x) for x in xs])
   data = jax.tree_util.tree_map(stack, *[loss.data for loss in losses])
   target = None if first.target is None else stack(*[loss.target for loss in losses])

@@ -10,9 +10,20 @@ import jax.numpy as jnp
 from lintraj.network import end_to_end
 from lintraj.singular_values import singular_values
 
-__all__ = ["balancedness", "balancedness_per_pair", "deficiency_margin", "end_to_end_deficiency_margin",
-           "layer_singular_values", "end_to_end_singular_values", "nuclear_norm", "schatten_norm",
-           "effective_rank", "entry", "held_out_error", "target_alignment"]
+__all__ = [
+  "balancedness",
+  "balancedness_per_pair",
+  "deficiency_margin",
+  "end_to_end_deficiency_margin",
+  "layer_singular_values",
+  "end_to_end_singular_values",
+  "nuclear_norm",
+  "schatten_norm",
+  "effective_rank",
+  "entry",
+  "held_out_error",
+  "target_alignment",
+]
 
 
 def balancedness_per_pair(weights) -> jnp.ndarray:
@@ -24,11 +35,15 @@ def balancedness_per_pair(weights) -> jnp.ndarray:
 
   Example:
     >>> import jax.numpy as jnp
-    >>> [round(x, 5) for x in balancedness_per_pair((jnp.eye(2), 2 * jnp.eye(2))).tolist()]  # 3 sqrt(2)
+    >>> per_pair = balancedness_per_pair((jnp.eye(2), 2 * jnp.eye(2)))
+    >>> [round(x, 5) for x in per_pair.tolist()]  # 3 sqrt(2)
     [4.24264]
   """
-  return jnp.stack([jnp.linalg.norm(b.T @ b - a @ a.T) for a, b in zip(weights[:-1], weights[1:])]
-                   ) if len(weights) > 1 else jnp.zeros((0,), weights[0].dtype)
+  return (
+    jnp.stack([jnp.linalg.norm(b.T @ b - a @ a.T) for a, b in zip(weights[:-1], weights[1:])])
+    if len(weights) > 1
+    else jnp.zeros((0,), weights[0].dtype)
+  )
 
 
 def balancedness(weights) -> jnp.ndarray:
@@ -75,8 +90,10 @@ def end_to_end_deficiency_margin(w, target) -> jnp.ndarray:
   """
   target = jnp.asarray(target)
   if target.shape != w.shape or target.ndim != 2:
-    raise ValueError(f"target has shape {target.shape}; it must be the (d_N, d_0) = {w.shape} "
-                     "shape of the end-to-end matrix W_N ... W_1.")
+    raise ValueError(
+      f"target has shape {target.shape}; it must be the (d_N, d_0) = {w.shape} "
+      "shape of the end-to-end matrix W_N ... W_1."
+    )
   return jnp.linalg.svd(target, compute_uv=False)[-1] - jnp.linalg.norm(w - target)
 
 
@@ -200,11 +217,14 @@ def held_out_error(mask, values):
   mask = jnp.asarray(mask, bool)
   values = jnp.asarray(values)
   if mask.shape != values.shape or not mask.any():
-    raise ValueError(f"mask {mask.shape} and values {values.shape} must have one shape and the "
-                     "mask at least one held-out entry.")
+    raise ValueError(
+      f"mask {mask.shape} and values {values.shape} must have one shape and the "
+      "mask at least one held-out entry."
+    )
   count = jnp.sum(mask)
   return lambda weights: jnp.sqrt(
-      jnp.sum(jnp.where(mask, end_to_end(weights) - values, 0) ** 2) / count)
+    jnp.sum(jnp.where(mask, end_to_end(weights) - values, 0) ** 2) / count
+  )
 
 
 def target_alignment(target):

@@ -36,34 +36,42 @@ def check_weights(weights: Sequence) -> tuple:
   """
   if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence) or not weights:
     raise ValueError(
-        "weights must be a non-empty tuple (W_1, ..., W_N) of 2-D arrays, W_j of shape "
-        f"(d_j, d_{{j-1}}); got {type(weights).__name__}. Build one with lintraj.init.*.")
+      "weights must be a non-empty tuple (W_1, ..., W_N) of 2-D arrays, W_j of shape "
+      f"(d_j, d_{{j-1}}); got {type(weights).__name__}. Build one with lintraj.init.*."
+    )
   weights = tuple(jnp.asarray(w) for w in weights)
   for j, w in enumerate(weights, start=1):
     if w.ndim != 2:
       raise ValueError(
-          f"layer W_{j} has shape {w.shape}; every layer must be a 2-D matrix of shape "
-          "(d_j, d_{j-1}). For a batch of networks use lintraj.batch_gradient_descent.")
+        f"layer W_{j} has shape {w.shape}; every layer must be a 2-D matrix of shape "
+        "(d_j, d_{j-1}). For a batch of networks use lintraj.batch_gradient_descent."
+      )
     if not jnp.issubdtype(w.dtype, jnp.floating):
-      raise ValueError(f"layer W_{j} has dtype {w.dtype}; use a floating dtype (float32 or float64).")
+      raise ValueError(
+        f"layer W_{j} has dtype {w.dtype}; use a floating dtype (float32 or float64)."
+      )
     if w.dtype not in (jnp.float32, jnp.float64):
       raise ValueError(
-          f"layer W_{j} has dtype {w.dtype}, which lintraj cannot run (no SVD kernel for it); "
-          "cast the weights to float32, e.g. tuple(w.astype(jnp.float32) for w in weights).")
+        f"layer W_{j} has dtype {w.dtype}, which lintraj cannot run (no SVD kernel for it); "
+        "cast the weights to float32, e.g. tuple(w.astype(jnp.float32) for w in weights)."
+      )
     if w.dtype == jnp.float64 and default_float_dtype() != jnp.float64:
       raise ValueError(
-          f"layer W_{j} is float64 but jax_enable_x64 is off (weights made under "
-          "jax.enable_x64(True) keep float64 after the context exits); run inside "
-          "`with jax.enable_x64(True):`, or cast them to float32.")
+        f"layer W_{j} is float64 but jax_enable_x64 is off (weights made under "
+        "jax.enable_x64(True) keep float64 after the context exits); run inside "
+        "`with jax.enable_x64(True):`, or cast them to float32."
+      )
   for j in range(1, len(weights)):
     if weights[j].shape[1] != weights[j - 1].shape[0]:
       raise ValueError(
-          f"layer shapes do not chain: W_{j} has shape {weights[j - 1].shape} but W_{j + 1} has "
-          f"shape {weights[j].shape}; W_{j + 1} must have {weights[j - 1].shape[0]} columns "
-          "(W_j has shape (d_j, d_{j-1})).")
+        f"layer shapes do not chain: W_{j} has shape {weights[j - 1].shape} but W_{j + 1} has "
+        f"shape {weights[j].shape}; W_{j + 1} must have {weights[j - 1].shape[0]} columns "
+        "(W_j has shape (d_j, d_{j-1}))."
+      )
   if len({w.dtype for w in weights}) > 1:
     raise ValueError(
-        f"layers have mixed dtypes {[str(w.dtype) for w in weights]}; cast them all to one dtype.")
+      f"layers have mixed dtypes {[str(w.dtype) for w in weights]}; cast them all to one dtype."
+    )
   return weights
 
 
@@ -117,8 +125,10 @@ def as_float_array(x, name: str, dtype=None) -> jnp.ndarray:
   if not np.issubdtype(arr.dtype, np.number):
     raise ValueError(f"{name} must be a numeric array; got dtype {arr.dtype}.")
   if np.issubdtype(arr.dtype, np.complexfloating):
-    raise ValueError(f"{name} is complex ({arr.dtype}); lintraj works with real matrices. Pass a "
-                     f"real array (np.real({name}) if its imaginary part is zero).")
+    raise ValueError(
+      f"{name} is complex ({arr.dtype}); lintraj works with real matrices. Pass a "
+      f"real array (np.real({name}) if its imaginary part is zero)."
+    )
   if not np.all(np.isfinite(arr)):
     raise ValueError(f"{name} has non-finite entries (NaN or inf); pass a finite array.")
   if dtype is None and not np.issubdtype(arr.dtype, np.floating):

@@ -16,11 +16,16 @@ def pyplot():
   try:
     import matplotlib
   except ImportError:
-    raise ValueError("lintraj draws figures with matplotlib: pip install 'lintraj[plot]'.") from None
-  if ("matplotlib.pyplot" not in sys.modules
-      and matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "agg")):
+    raise ValueError(
+      "lintraj draws figures with matplotlib: pip install 'lintraj[plot]'."
+    ) from None
+  if "matplotlib.pyplot" not in sys.modules and matplotlib.get_backend().lower() not in (
+    "module://matplotlib_inline.backend_inline",
+    "agg",
+  ):
     matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   return plt
 
 
@@ -45,18 +50,30 @@ def plot_trajectory(trajectory, *, title: str | None = None):
   ax.set(xlabel="iteration", ylabel="loss", title="loss (log scale)")
   ax = axes[0, 1]
   ax.plot(step, np.asarray(trajectory.balancedness))
-  ax.set(xlabel="iteration", ylabel=r"$\max_j \|W_{j+1}^\top W_{j+1} - W_j W_j^\top\|_F$",
-         title="balancedness")
+  ax.set(
+    xlabel="iteration",
+    ylabel=r"$\max_j \|W_{j+1}^\top W_{j+1} - W_j W_j^\top\|_F$",
+    title="balancedness",
+  )
   ax = axes[1, 0]
   ax.plot(step, np.asarray(trajectory.deficiency_margin))
   ax.axhline(0.0, color="gray", lw=0.8, ls="--")
-  ax.set(xlabel="iteration", ylabel=r"$\sigma_{\min}(\Phi) - \|W_{1:N} - \Phi\|_F$",
-         title="deficiency margin")
+  ax.set(
+    xlabel="iteration",
+    ylabel=r"$\sigma_{\min}(\Phi) - \|W_{1:N} - \Phi\|_F$",
+    title="deficiency margin",
+  )
   ax = axes[1, 1]
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for j, sv in enumerate(trajectory.layer_singular_values):
     sv = np.asarray(sv)
-    ax.plot(step, sv, color=colors[j % len(colors)], lw=0.8, label=[f"$W_{{{j + 1}}}$"] + [None] * (sv.shape[1] - 1))
+    ax.plot(
+      step,
+      sv,
+      color=colors[j % len(colors)],
+      lw=0.8,
+      label=[f"$W_{{{j + 1}}}$"] + [None] * (sv.shape[1] - 1),
+    )
   ax.set(xlabel="iteration", ylabel="singular value", title="per-layer singular values")
   ax.legend(fontsize="small", ncol=2)
   for ax in axes.flat:
@@ -93,8 +110,10 @@ def plot_sharpness(trajectory, lr: float, *, ax=None):
     the Edge of Stability. ICLR 2021 (arXiv 2103.00065), Figure 1.
   """
   if trajectory.sharpness is None or np.ndim(trajectory.sharpness) != 1:
-    raise ValueError("plot_sharpness needs a single run made with track=('sharpness',); for a batched "
-                     "run pick one lane first with lt.sweep.lane(trajectory, index).")
+    raise ValueError(
+      "plot_sharpness needs a single run made with track=('sharpness',); for a batched "
+      "run pick one lane first with lt.sweep.lane(trajectory, index)."
+    )
   plt = pyplot()
   if ax is None:
     _, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
@@ -103,8 +122,12 @@ def plot_sharpness(trajectory, lr: float, *, ax=None):
   ax.plot(step[tracked], sharp[tracked], marker=".", label=r"sharpness $\lambda_{\max}$")
   ax.axhline(2.0 / lr, color="gray", ls="--", lw=1.0, label=r"$2/\eta$")
   # log scale: a sharpness of O(1) and an edge 2/lr of O(100) both stay readable
-  ax.set(xlabel="iteration", ylabel="top Hessian eigenvalue (log scale)", yscale="log",
-         title=f"sharpness, lr = {lr:g}")
+  ax.set(
+    xlabel="iteration",
+    ylabel="top Hessian eigenvalue (log scale)",
+    yscale="log",
+    title=f"sharpness, lr = {lr:g}",
+  )
   loss_ax = ax.twinx()
   loss_ax.semilogy(step, np.asarray(trajectory.loss), color="C1", lw=0.8, alpha=0.6)
   loss_ax.set_ylabel("loss (log scale)", color="C1")

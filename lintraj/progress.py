@@ -28,8 +28,9 @@ class Meter(Protocol):
 
   def start(self, total: int, *, lanes: int | None = None, desc: str = "") -> None: ...
 
-  def update(self, done: int, *, stopped: int | None = None,
-             diverged: int | None = None) -> None: ...
+  def update(
+    self, done: int, *, stopped: int | None = None, diverged: int | None = None
+  ) -> None: ...
 
   def close(self) -> None: ...
 
@@ -51,8 +52,9 @@ class Progress:
     try:
       from tqdm.auto import tqdm
     except ImportError:
-      raise ValueError("progress=True needs tqdm: pip install tqdm (or pip install "
-                       "'lintraj[progress]').") from None
+      raise ValueError(
+        "progress=True needs tqdm: pip install tqdm (or pip install 'lintraj[progress]')."
+      ) from None
     self._tqdm, self._kwargs = tqdm, tqdm_kwargs
     self._bar, self._lanes, self._done = None, None, 0
 
@@ -64,8 +66,9 @@ class Progress:
   def update(self, done: int, *, stopped: int | None = None, diverged: int | None = None):
     """The run has taken ``done`` steps in all."""
     if stopped is not None:
-      self._bar.set_postfix_str(f"stopped {stopped}/{self._lanes}, diverged {diverged}",
-                                refresh=False)
+      self._bar.set_postfix_str(
+        f"stopped {stopped}/{self._lanes}, diverged {diverged}", refresh=False
+      )
     self._bar.update(done - self._done)
     self._done = done
 
@@ -89,5 +92,7 @@ def meter(progress) -> Meter | None:
     return None
   if isinstance(progress, Meter):
     return progress
-  raise ValueError("progress must be True, False, or a meter with start(total, lanes=, desc=), "
-                   f"update(done, stopped=, diverged=) and close() methods; got {progress!r}.")
+  raise ValueError(
+    "progress must be True, False, or a meter with start(total, lanes=, desc=), "
+    f"update(done, stopped=, diverged=) and close() methods; got {progress!r}."
+  )

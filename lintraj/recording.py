@@ -26,8 +26,14 @@ from lintraj.validation import check_int
 
 __all__ = ["Trajectory", "Schedule", "record", "RECORDED_FIELDS", "TRACKABLE"]
 
-RECORDED_FIELDS = ("loss", "balancedness", "deficiency_margin", "grad_norm", "layer_singular_values",
-                   "end_to_end_singular_values")
+RECORDED_FIELDS = (
+  "loss",
+  "balancedness",
+  "deficiency_margin",
+  "grad_norm",
+  "layer_singular_values",
+  "end_to_end_singular_values",
+)
 TRACKABLE = ("sharpness", "min_hessian_eigenvalue")
 MAX_STEPS = 2**31 - 1
 
@@ -81,15 +87,22 @@ class Trajectory(NamedTuple):
 
   def __repr__(self):
     shape = lambda x: "x".join(map(str, np.shape(x))) or "()"
-    parts = [f"steps {int(np.max(self.step)) if np.size(self.step) else 0:g}"
-             if np.issubdtype(np.asarray(self.step).dtype, np.integer)
-             else f"time {float(np.max(self.step)):g}", f"records {shape(self.step)}"]
+    parts = [
+      f"steps {int(np.max(self.step)) if np.size(self.step) else 0:g}"
+      if np.issubdtype(np.asarray(self.step).dtype, np.integer)
+      else f"time {float(np.max(self.step)):g}",
+      f"records {shape(self.step)}",
+    ]
     loss = np.asarray(self.loss)
     if loss.size:
       last = loss[..., -1]
-      parts.append(f"final loss {float(last):.4g}" if last.ndim == 0 else
-                   f"final loss {np.nanmin(last):.4g}..{np.nanmax(last):.4g}"
-                   if np.isfinite(last).any() else "final loss nan")
+      parts.append(
+        f"final loss {float(last):.4g}"
+        if last.ndim == 0
+        else f"final loss {np.nanmin(last):.4g}..{np.nanmax(last):.4g}"
+        if np.isfinite(last).any()
+        else "final loss nan"
+      )
     for name in ("diverged_step", "stopped_step"):
       value = getattr(self, name)
       if value is not None and np.ndim(value) == 0:
@@ -150,18 +163,21 @@ def schedule(steps, record_every, track_every=1, checkpoint_every=None) -> Sched
   only, so it is refused).
 
   Example:
-    >>> schedule(100, 1000)
+    >>> schedule(100, 1000)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: record_every=1000 is larger than steps=100, so only step 0 would be recorded; use record_every <= steps (e.g. record_every=100).
+    ValueError: record_every=1000 is larger than steps=100, so only step 0 would be recorded; ...
   """
   steps = check_int("steps", steps, 0, MAX_STEPS)
   record_every = check_int("record_every", record_every, 1, MAX_STEPS)
   if steps and record_every > steps:
-    raise ValueError(f"record_every={record_every} is larger than steps={steps}, so only step 0 "
-                     f"would be recorded; use record_every <= steps (e.g. record_every={steps}).")
-  checkpoint_every = None if checkpoint_every is None else check_int(
-      "checkpoint_every", checkpoint_every, 1)
+    raise ValueError(
+      f"record_every={record_every} is larger than steps={steps}, so only step 0 "
+      f"would be recorded; use record_every <= steps (e.g. record_every={steps})."
+    )
+  checkpoint_every = (
+    None if checkpoint_every is None else check_int("checkpoint_every", checkpoint_every, 1)
+  )
   return Schedule(steps, record_every, check_int("track_every", track_every, 1), checkpoint_every)
 
 
@@ -192,28 +208,39 @@ def recorder(track=(), singular_values="batched", metrics=None) -> Recorder:
   try:
     names = tuple(names)
   except TypeError:
-    raise ValueError(f"track must be a tuple of metric names from {TRACKABLE}, e.g. "
-                     f"track=('sharpness',); got {track!r}.") from None
+    raise ValueError(
+      f"track must be a tuple of metric names from {TRACKABLE}, e.g. "
+      f"track=('sharpness',); got {track!r}."
+    ) from None
   unknown = [name for name in names if name not in TRACKABLE]
   if unknown:
-    raise ValueError(f"track names metrics to record besides the default ones "
-                     f"({', '.join(RECORDED_FIELDS)}); {unknown} is not among {TRACKABLE}. Use "
-                     "e.g. track=('sharpness',), or metrics={'name': function} for your own.")
+    raise ValueError(
+      f"track names metrics to record besides the default ones "
+      f"({', '.join(RECORDED_FIELDS)}); {unknown} is not among {TRACKABLE}. Use "
+      "e.g. track=('sharpness',), or metrics={'name': function} for your own."
+    )
   if metrics is None:
     metrics = {}
   if not isinstance(metrics, dict):
-    raise ValueError("metrics must be a dict name -> function(weights) -> array, e.g. "
-                     "metrics={'nuclear_norm': lt.metrics.nuclear_norm}; got "
-                     f"{type(metrics).__name__}.")
+    raise ValueError(
+      "metrics must be a dict name -> function(weights) -> array, e.g. "
+      "metrics={'nuclear_norm': lt.metrics.nuclear_norm}; got "
+      f"{type(metrics).__name__}."
+    )
   for name, fn in metrics.items():
     if not isinstance(name, str) or not name.isidentifier():
-      raise ValueError(f"metric names must be Python identifiers (they name fields and files); "
-                       f"got {name!r}.")
+      raise ValueError(
+        f"metric names must be Python identifiers (they name fields and files); got {name!r}."
+      )
     if not callable(fn):
-      raise ValueError(f"metrics[{name!r}] must be a function of the weights tuple; got "
-                       f"{type(fn).__name__}.")
-  return Recorder(sv.check_method(singular_values),
-                  tuple(name for name in TRACKABLE if name in names), tuple(metrics.items()))
+      raise ValueError(
+        f"metrics[{name!r}] must be a function of the weights tuple; got {type(fn).__name__}."
+      )
+  return Recorder(
+    sv.check_method(singular_values),
+    tuple(name for name in TRACKABLE if name in names),
+    tuple(metrics.items()),
+  )
 
 
 def check_metrics(rec: Recorder, weights):
@@ -224,12 +251,16 @@ def check_metrics(rec: Recorder, weights):
     try:
       out = jax.eval_shape(fn, specs)
     except Exception as err:  # noqa: BLE001 -- any failure of the user's function is reported
-      raise ValueError(f"metrics[{name!r}] failed on the weights (shapes "
-                       f"{[s.shape for s in specs]}): {type(err).__name__}: {err}. A metric is a "
-                       "jittable function of the weights tuple (W_1, ..., W_N).") from None
+      raise ValueError(
+        f"metrics[{name!r}] failed on the weights (shapes "
+        f"{[s.shape for s in specs]}): {type(err).__name__}: {err}. A metric is a "
+        "jittable function of the weights tuple (W_1, ..., W_N)."
+      ) from None
     if not isinstance(out, jax.ShapeDtypeStruct) or jnp.issubdtype(out.dtype, jnp.complexfloating):
-      raise ValueError(f"metrics[{name!r}] must return one real array (a number or an array of "
-                       f"fixed shape); got {out!r}.")
+      raise ValueError(
+        f"metrics[{name!r}] must return one real array (a number or an array of "
+        f"fixed shape); got {out!r}."
+      )
 
 
 def record(weights, loss_value, grads, target, *, singular_values: str = "batched") -> dict:
@@ -245,26 +276,31 @@ def record(weights, loss_value, grads, target, *, singular_values: str = "batche
     >>> import jax.numpy as jnp
     >>> ws = (jnp.eye(2), 2 * jnp.eye(2))
     >>> rec = record(ws, jnp.array(0.0), ws, None)
-    >>> [s.tolist() for s in rec["layer_singular_values"]], rec["end_to_end_singular_values"].tolist()
+    >>> layers, end_to_end = rec["layer_singular_values"], rec["end_to_end_singular_values"]
+    >>> [s.tolist() for s in layers], end_to_end.tolist()
     ([[1.0, 1.0], [2.0, 2.0]], [2.0, 2.0])
   """
   dtype = weights[0].dtype
   w = end_to_end(weights)
-  margin = (jnp.full((), jnp.nan, dtype) if target is None
-            else metrics.end_to_end_deficiency_margin(w, target).astype(dtype))
+  margin = (
+    jnp.full((), jnp.nan, dtype)
+    if target is None
+    else metrics.end_to_end_deficiency_margin(w, target).astype(dtype)
+  )
   *layer_sv, end_to_end_sv = sv.singular_values(tuple(weights) + (w,), singular_values)
   return dict(
-      loss=loss_value,
-      balancedness=metrics.balancedness(weights),
-      deficiency_margin=margin,
-      grad_norm=jnp.sqrt(sum(jnp.sum(g ** 2) for g in grads)),
-      layer_singular_values=tuple(layer_sv),
-      end_to_end_singular_values=end_to_end_sv,
+    loss=loss_value,
+    balancedness=metrics.balancedness(weights),
+    deficiency_margin=margin,
+    grad_norm=jnp.sqrt(sum(jnp.sum(g**2) for g in grads)),
+    layer_singular_values=tuple(layer_sv),
+    end_to_end_singular_values=end_to_end_sv,
   )
 
 
-def record_point(weights, value, grads, loss, invalid, block, validation=None, *, rec: Recorder,
-                 track_every: int):
+def record_point(
+  weights, value, grads, loss, invalid, block, validation=None, *, rec: Recorder, track_every: int
+):
   """Everything one record holds (built-in fields, tracked curvature, user metrics), all NaN
   where ``invalid``: there the metrics of zeros are computed instead of the weights, which may
   be infinite, so no SVD sees a non-finite matrix. The tracked Hessian extremes only at every
@@ -273,6 +309,7 @@ def record_point(weights, value, grads, loss, invalid, block, validation=None, *
   weights = jax.tree_util.tree_map(lambda w: jnp.where(invalid, jnp.zeros_like(w), w), weights)
   out = record(weights, value, grads, loss.target, singular_values=rec.singular_values)
   if rec.track:
+
     def curvature():
       lowest, highest = hessian_extremes(weights, loss).astype(value.dtype)
       both = {"sharpness": highest, "min_hessian_eigenvalue": lowest}
@@ -302,14 +339,16 @@ def record_shapes(weights, loss, rec: Recorder, validation=None) -> dict:
   """Shapes and dtypes of one network's record (traced once per shapes, dtypes, loss kind,
   recorder and validation loss kind)."""
   leaves, treedef = jax.tree_util.tree_flatten((loss, validation))
-  return _traced_record_shapes(tuple(spec(w) for w in weights), treedef,
-                               tuple(spec(x) for x in leaves), rec)
+  return _traced_record_shapes(
+    tuple(spec(w) for w in weights), treedef, tuple(spec(x) for x in leaves), rec
+  )
 
 
 @functools.lru_cache(maxsize=256)
 def _traced_record_shapes(weight_specs, losses_treedef, loss_specs, rec) -> dict:
-  losses = jax.tree_util.tree_unflatten(losses_treedef,
-                                        [jax.ShapeDtypeStruct(*s) for s in loss_specs])
+  losses = jax.tree_util.tree_unflatten(
+    losses_treedef, [jax.ShapeDtypeStruct(*s) for s in loss_specs]
+  )
 
   def point(weights, losses):
     loss, validation = losses
@@ -319,8 +358,9 @@ def _traced_record_shapes(weight_specs, losses_treedef, loss_specs, rec) -> dict
   return jax.eval_shape(point, tuple(jax.ShapeDtypeStruct(*s) for s in weight_specs), losses)
 
 
-def record_bytes(weights, loss, sched: Schedule, rec: Recorder = Recorder(),
-                 validation=None) -> int:
+def record_bytes(
+  weights, loss, sched: Schedule, rec: Recorder = Recorder(), validation=None
+) -> int:
   """Bytes one network's records take: ``T`` records of every field.
 
   Example (3 records of 4 scalars and 2 + 1 + 1 singular values, float32):
@@ -334,8 +374,18 @@ def record_bytes(weights, loss, sched: Schedule, rec: Recorder = Recorder(),
   return per_record * sched.records
 
 
-def check_memory(weights, loss, sched: Schedule, rec: Recorder = Recorder(), validation=None, *,
-                 device_lanes=1, host_lanes=0, devices=None, fraction=0.8):
+def check_memory(
+  weights,
+  loss,
+  sched: Schedule,
+  rec: Recorder = Recorder(),
+  validation=None,
+  *,
+  device_lanes=1,
+  host_lanes=0,
+  devices=None,
+  fraction=0.8,
+):
   """ValueError, before running, if the records would not fit in memory.
 
   ``device_lanes`` networks' records are on each of ``devices`` (default: the first device) at
@@ -346,25 +396,29 @@ def check_memory(weights, loss, sched: Schedule, rec: Recorder = Recorder(), val
   local = [d for d in (devices or jax.devices()[:1]) if d.process_index == jax.process_index()]
   device = local[0]
   if device.platform == "cpu":
-    checks = [(per_lane * (device_lanes * len(local) + host_lanes),
-               *_runtime.available_bytes(device))]
+    checks = [
+      (per_lane * (device_lanes * len(local) + host_lanes), *_runtime.available_bytes(device))
+    ]
   else:
-    checks = [(per_lane * device_lanes, *_runtime.available_bytes(device)),
-              (per_lane * host_lanes,
-               *_runtime.available_bytes(jax.local_devices(backend="cpu")[0]))]
+    checks = [
+      (per_lane * device_lanes, *_runtime.available_bytes(device)),
+      (per_lane * host_lanes, *_runtime.available_bytes(jax.local_devices(backend="cpu")[0])),
+    ]
   total = sched.records
   for needed, free, where in checks:
     if free is not None and needed > fraction * free:
       raise ValueError(
-          f"the records would take {needed / 2**30:.3g} GiB ({total} records x "
-          f"{per_lane // total} bytes per network) but only {free / 2**30:.3g} GiB of {where} is "
-          "free. Record less often (a larger record_every; each doubling halves it), run fewer "
-          "steps, or for a batch pass a smaller batch_size= (chunks run one after another; only "
-          "device memory shrinks).")
+        f"the records would take {needed / 2**30:.3g} GiB ({total} records x "
+        f"{per_lane // total} bytes per network) but only {free / 2**30:.3g} GiB of {where} is "
+        "free. Record less often (a larger record_every; each doubling halves it), run fewer "
+        "steps, or for a batch pass a smaller batch_size= (chunks run one after another; only "
+        "device memory shrinks)."
+      )
 
 
-def trajectory(records: dict, sched: Schedule, final, diverged, stopped, *, batched: bool,
-               watch=None) -> Trajectory:
+def trajectory(
+  records: dict, sched: Schedule, final, diverged, stopped, *, batched: bool, watch=None
+) -> Trajectory:
   """The :class:`Trajectory` of a finished run from its record buffers and lane counters (int
   or None for a single run; ``(B,)`` int arrays, ``-1`` for never, for a batch), and the best
   record on held-out data (``watch``: best weights and step) of a run with ``validation=``."""
@@ -375,7 +429,11 @@ def trajectory(records: dict, sched: Schedule, final, diverged, stopped, *, batc
     as_step = lambda x: None if int(x) < 0 else int(x)
     diverged, stopped = as_step(diverged), as_step(stopped)
     steps = jnp.asarray(steps)
-  best = {} if watch is None else dict(
-      best=watch.best, best_step=np.asarray(watch.step) if batched else as_step(watch.step))
-  return Trajectory(step=steps, final=final, diverged_step=diverged, stopped_step=stopped,
-                    **records, **best)
+  best = (
+    {}
+    if watch is None
+    else dict(best=watch.best, best_step=np.asarray(watch.step) if batched else as_step(watch.step))
+  )
+  return Trajectory(
+    step=steps, final=final, diverged_step=diverged, stopped_step=stopped, **records, **best
+  )

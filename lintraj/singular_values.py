@@ -45,9 +45,11 @@ MAX_BATCH = 8
 def check_method(method: str) -> str:
   """``method`` if it is one of :data:`METHODS`, else ValueError naming the choices."""
   if not isinstance(method, str) or method not in METHODS:
-    raise ValueError(f"singular-value method must be one of {METHODS}; got {method!r}. "
-                     "'batched' (the default) and 'exact' give the same values; 'exact' makes "
-                     "one LAPACK call per matrix.")
+    raise ValueError(
+      f"singular-value method must be one of {METHODS}; got {method!r}. "
+      "'batched' (the default) and 'exact' give the same values; 'exact' makes "
+      "one LAPACK call per matrix."
+    )
   return method
 
 
@@ -61,9 +63,9 @@ def singular_values(matrices, method: str = "batched") -> tuple:
   :math:`r = \min(m, n)` for an :math:`m \times n` matrix.
 
   ``method="batched"`` groups the matrices by shape up to transposition and dtype and computes
-  each group with one batched SVD call per :data:`MAX_BATCH` matrices; ``method="exact"`` computes them one by one. Both are
-  backward stable: :math:`|\hat\sigma_i - \sigma_i| \le p(n)\,\varepsilon\,\sigma_{\max}`.
-  Leading batch axes (a vmapped run) are kept.
+  each group with one batched SVD call per :data:`MAX_BATCH` matrices; ``method="exact"`` computes
+  them one by one. Both are backward stable: :math:`|\hat\sigma_i - \sigma_i| \le
+  p(n)\,\varepsilon\,\sigma_{\max}`. Leading batch axes (a vmapped run) are kept.
 
   Args:
     matrices: a sequence of ``(..., m, n)`` arrays.
@@ -91,14 +93,15 @@ def singular_values(matrices, method: str = "batched") -> tuple:
     groups.setdefault((m.shape[:-2], min(m.shape[-2:]), max(m.shape[-2:]), m.dtype), []).append(i)
   # Batches of at most MAX_BATCH: XLA's compile time grows fast with the batch of one SVD call
   # (33 matrices of 32 x 32: 0.8 s in one call, 0.4 s in batches of 8, 0.2 s one by one).
-  batches = [g[k:k + MAX_BATCH] for g in groups.values() for k in range(0, len(g), MAX_BATCH)]
+  batches = [g[k : k + MAX_BATCH] for g in groups.values() for k in range(0, len(g), MAX_BATCH)]
   out = [None] * len(matrices)
   for members in batches:
     if len(members) == 1:
       out[members[0]] = jnp.linalg.svd(matrices[members[0]], compute_uv=False)
       continue
-    stacked = jnp.linalg.svd(jnp.stack([_wide(matrices[i]) for i in members], axis=-3),
-                             compute_uv=False)
+    stacked = jnp.linalg.svd(
+      jnp.stack([_wide(matrices[i]) for i in members], axis=-3), compute_uv=False
+    )
     # One split, not one slice per matrix: XLA compiles it faster at large depth.
     for i, piece in zip(members, lax.split(stacked, [1] * len(members), axis=stacked.ndim - 2)):
       out[i] = jnp.squeeze(piece, axis=-2)
@@ -116,8 +119,10 @@ def _lapack_thread_controls():
   except ImportError:
     return None
   root = os.path.dirname(os.path.dirname(scipy.__file__))
-  paths = sorted(glob.glob(os.path.join(root, "scipy.libs", "*scipy_openblas*"))
-                 + glob.glob(os.path.join(root, "scipy", ".dylibs", "*scipy_openblas*")))
+  paths = sorted(
+    glob.glob(os.path.join(root, "scipy.libs", "*scipy_openblas*"))
+    + glob.glob(os.path.join(root, "scipy", ".dylibs", "*scipy_openblas*"))
+  )
   for path in paths:
     try:  # RTLD_NOLOAD: only a library the process has already loaded
       lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
@@ -170,7 +175,8 @@ def lapack_single_thread():
 
 
 class _Hold:
-  """Who holds scipy's OpenBLAS to one thread: a process-wide count (the library's setting is global)."""
+  """Who holds scipy's OpenBLAS to one thread: a process-wide count (the library's setting is
+  global)."""
 
   def __init__(self):
     self.lock, self.holders, self.previous = threading.Lock(), 0, None

@@ -31,30 +31,44 @@ from lintraj.progress import meter
 from lintraj.recording import Trajectory
 from lintraj.validation import check_int, check_lr, check_stop_at_loss
 
-__all__ = ["batch_gradient_descent", "batch_train", "grid", "fastest", "fastest_iterations", "lane",
-           "stack_losses", "lane_mesh"]
+__all__ = [
+  "batch_gradient_descent",
+  "batch_train",
+  "grid",
+  "fastest",
+  "fastest_iterations",
+  "lane",
+  "stack_losses",
+  "lane_mesh",
+]
 
 
 def _check_batch(weights) -> tuple:
   """``(weights, lane 0's weights)`` of a batch, or ValueError."""
   if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence) or not weights:
-    raise ValueError("weights must be a non-empty tuple (W_1, ..., W_N) of batched layers, W_j of shape "
-                     f"(B, d_j, d_{{j-1}}); got {type(weights).__name__}. Build them with lintraj.sweep.grid.")
+    raise ValueError(
+      "weights must be a non-empty tuple (W_1, ..., W_N) of batched layers, W_j of shape "
+      f"(B, d_j, d_{{j-1}}); got {type(weights).__name__}. Build them with lintraj.sweep.grid."
+    )
   weights = tuple(np.asarray(w) for w in weights)
   weights = tuple(w.astype(jax.dtypes.canonicalize_dtype(w.dtype), copy=False) for w in weights)
   for j, w in enumerate(weights, start=1):
     if w.ndim != 3 or w.shape[0] != weights[0].shape[0] or w.shape[0] == 0:
       raise ValueError(
-          f"layer W_{j} has shape {w.shape}; in a batch every layer has shape (B, d_j, d_{{j-1}}) with the "
-          f"same B >= 1 (W_1 has {weights[0].shape}). For one network use lintraj.gradient_descent.")
+        f"layer W_{j} has shape {w.shape}; in a batch every layer has shape "
+        f"(B, d_j, d_{{j-1}}) with the same B >= 1 (W_1 has {weights[0].shape}). For one "
+        "network use lintraj.gradient_descent."
+      )
   return weights, check_weights(tuple(w[0] for w in weights))
 
 
 def _per_lane(value, lanes: int, name: str) -> np.ndarray:
   value = np.asarray(value, np.float64)
   if value.shape not in ((), (lanes,)):
-    raise ValueError(f"{name} must be a number or an array of shape ({lanes},), one per lane; got shape "
-                     f"{value.shape}.")
+    raise ValueError(
+      f"{name} must be a number or an array of shape ({lanes},), one per lane; got shape "
+      f"{value.shape}."
+    )
   return np.broadcast_to(value, (lanes,)).copy()
 
 
@@ -71,12 +85,27 @@ def _check_lrs(lr, lanes: int) -> np.ndarray:
   return lrs
 
 
-def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int = 1,
-                           stop_at_loss=None, track=(), track_every: int = 1,
-                           singular_values: str = "batched", metrics=None, validation=None,
-                           patience: int | None = None, min_delta: float = 0.0,
-                           batch_size: int | None = None, devices=None, progress=False,
-                           checkpoint=None, checkpoint_every: int | None = None) -> Trajectory:
+def batch_gradient_descent(
+  weights,
+  loss,
+  *,
+  lr,
+  steps: int,
+  record_every: int = 1,
+  stop_at_loss=None,
+  track=(),
+  track_every: int = 1,
+  singular_values: str = "batched",
+  metrics=None,
+  validation=None,
+  patience: int | None = None,
+  min_delta: float = 0.0,
+  batch_size: int | None = None,
+  devices=None,
+  progress=False,
+  checkpoint=None,
+  checkpoint_every: int | None = None,
+) -> Trajectory:
   r"""Gradient descent on a batch of ``B`` networks at once, one compiled loop, lane by lane
   equal to :func:`lintraj.gradient_descent`.
 
@@ -133,18 +162,37 @@ def batch_gradient_descent(weights, loss, *, lr, steps: int, record_every: int =
   weights, lane_weights = _check_batch(weights)
   lanes = weights[0].shape[0]
   loss, loss_batched, sched, rec, path = _check_batch_run(
-      "batch_gradient_descent", weights, lane_weights, loss, steps=steps,
-      record_every=record_every, track=track, track_every=track_every,
-      singular_values=singular_values, metrics=metrics, checkpoint=checkpoint,
-      checkpoint_every=checkpoint_every, lr=lr, stop_at_loss=stop_at_loss)
+    "batch_gradient_descent",
+    weights,
+    lane_weights,
+    loss,
+    steps=steps,
+    record_every=record_every,
+    track=track,
+    track_every=track_every,
+    singular_values=singular_values,
+    metrics=metrics,
+    checkpoint=checkpoint,
+    checkpoint_every=checkpoint_every,
+    lr=lr,
+    stop_at_loss=stop_at_loss,
+  )
   lrs = _check_lrs(lr, lanes)
   stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
   mesh = lane_mesh(devices)
   batch_size = _batch_size(batch_size, lanes, mesh)
-  held_out = _engine.check_held_out(validation, patience, min_delta, lane_weights,
-                                    loss_batched=loss_batched, lanes=lanes, checkpoint=path)
-  job = _batch_gradient_descent_job(weights, loss, loss_batched, lrs, stop, sched, rec, batch_size,
-                                    mesh, path)
+  held_out = _engine.check_held_out(
+    validation,
+    patience,
+    min_delta,
+    lane_weights,
+    loss_batched=loss_batched,
+    lanes=lanes,
+    checkpoint=path,
+  )
+  job = _batch_gradient_descent_job(
+    weights, loss, loss_batched, lrs, stop, sched, rec, batch_size, mesh, path
+  )
   return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
 
 
@@ -155,13 +203,16 @@ def _check_batch_run(run, weights, lane_weights, loss, **kwargs):
   loss_batched = isinstance(loss, (list, tuple))
   if loss_batched:
     if len(loss) != lanes:
-      raise ValueError(f"loss has {len(loss)} entries but the batch has {lanes} lanes; give one "
-                       "loss per lane or one shared loss.")
+      raise ValueError(
+        f"loss has {len(loss)} entries but the batch has {lanes} lanes; give one "
+        "loss per lane or one shared loss."
+      )
     for lane_loss in loss:
       _engine.check_run(run, lane_weights, lane_loss, **kwargs)
     loss = stack_losses(loss)
-    _, _, sched, rec, path = _engine.check_run(run, lane_weights, jax.tree_util.tree_map(
-        lambda x: x[0], loss), **kwargs)
+    _, _, sched, rec, path = _engine.check_run(
+      run, lane_weights, jax.tree_util.tree_map(lambda x: x[0], loss), **kwargs
+    )
   else:
     _, loss, sched, rec, path = _engine.check_run(run, lane_weights, loss, **kwargs)
   return loss, loss_batched, sched, rec, path
@@ -176,19 +227,31 @@ def _batch_size(batch_size, lanes, mesh) -> int:
 
 def _lanes(weights, opt_state) -> _engine.LaneState:
   lanes = weights[0].shape[0]
-  return _engine.LaneState(tuple(weights), opt_state, np.full(lanes, -1, np.int32),
-                           np.full(lanes, -1, np.int32))
+  return _engine.LaneState(
+    tuple(weights), opt_state, np.full(lanes, -1, np.int32), np.full(lanes, -1, np.int32)
+  )
 
 
-def _batch_gradient_descent_job(weights, loss, loss_batched, lrs, stop, sched, rec, batch_size,
-                                mesh, path) -> _engine.Job:
+def _batch_gradient_descent_job(
+  weights, loss, loss_batched, lrs, stop, sched, rec, batch_size, mesh, path
+) -> _engine.Job:
   lrs = np.asarray(lrs, np.float64)
   return _engine.Job(
-      "batch_gradient_descent", _engine.gd_update, _lanes(weights, lrs.astype(weights[0].dtype)),
-      loss, np.asarray(stop, np.float64), sched, rec, batched=True, loss_batched=loss_batched,
-      batch_size=batch_size, mesh=mesh, checkpoint=path,
-      call=dict(loss_batched=loss_batched, batch_size=batch_size),
-      arrays={**_weight_arrays(weights), "lr": lrs, "stop_at_loss": np.asarray(stop, np.float64)})
+    "batch_gradient_descent",
+    _engine.gd_update,
+    _lanes(weights, lrs.astype(weights[0].dtype)),
+    loss,
+    np.asarray(stop, np.float64),
+    sched,
+    rec,
+    batched=True,
+    loss_batched=loss_batched,
+    batch_size=batch_size,
+    mesh=mesh,
+    checkpoint=path,
+    call=dict(loss_batched=loss_batched, batch_size=batch_size),
+    arrays={**_weight_arrays(weights), "lr": lrs, "stop_at_loss": np.asarray(stop, np.float64)},
+  )
 
 
 def _weight_arrays(weights) -> dict:
@@ -205,21 +268,48 @@ def _resumed_mesh_and_batch(call, lanes, devices):
   return mesh, min(int(call["batch_size"]), -(-lanes // (1 if mesh is None else mesh.size)))
 
 
-def resume_batch_gradient_descent(call, arrays, loss, sched, rec, path, optimizer=None,
-                                  devices=None) -> _engine.Job:
+def resume_batch_gradient_descent(
+  call, arrays, loss, sched, rec, path, optimizer=None, devices=None
+) -> _engine.Job:
   """The job of a :func:`batch_gradient_descent` checkpoint (see :func:`lintraj.resume`)."""
   weights = _stored_batch(arrays)
   mesh, batch_size = _resumed_mesh_and_batch(call, weights[0].shape[0], devices)
-  return _batch_gradient_descent_job(weights, loss, call["loss_batched"], arrays["lr"],
-                                     arrays["stop_at_loss"], sched, rec, batch_size, mesh, path)
+  return _batch_gradient_descent_job(
+    weights,
+    loss,
+    call["loss_batched"],
+    arrays["lr"],
+    arrays["stop_at_loss"],
+    sched,
+    rec,
+    batch_size,
+    mesh,
+    path,
+  )
 
 
-def batch_train(weights, loss, optimizer, *, hyperparams=None, steps: int, record_every: int = 1,
-                stop_at_loss=None, track=(), track_every: int = 1,
-                singular_values: str = "batched", metrics=None, validation=None,
-                patience: int | None = None, min_delta: float = 0.0,
-                batch_size: int | None = None, devices=None, progress=False, checkpoint=None,
-                checkpoint_every: int | None = None) -> Trajectory:
+def batch_train(
+  weights,
+  loss,
+  optimizer,
+  *,
+  hyperparams=None,
+  steps: int,
+  record_every: int = 1,
+  stop_at_loss=None,
+  track=(),
+  track_every: int = 1,
+  singular_values: str = "batched",
+  metrics=None,
+  validation=None,
+  patience: int | None = None,
+  min_delta: float = 0.0,
+  batch_size: int | None = None,
+  devices=None,
+  progress=False,
+  checkpoint=None,
+  checkpoint_every: int | None = None,
+) -> Trajectory:
   r"""Train a batch of ``B`` networks with an optax optimizer in one compiled loop, lane by lane
   equal to :func:`lintraj.train` (to rounding, ``stopped_step`` included).
 
@@ -245,17 +335,46 @@ def batch_train(weights, loss, optimizer, *, hyperparams=None, steps: int, recor
   weights, lane_weights = _check_batch(weights)
   lanes = weights[0].shape[0]
   loss, loss_batched, sched, rec, path = _check_batch_run(
-      "batch_train", weights, lane_weights, loss, steps=steps, record_every=record_every,
-      track=track, track_every=track_every, singular_values=singular_values, metrics=metrics,
-      checkpoint=checkpoint, checkpoint_every=checkpoint_every, hyperparams=hyperparams,
-      stop_at_loss=stop_at_loss)
+    "batch_train",
+    weights,
+    lane_weights,
+    loss,
+    steps=steps,
+    record_every=record_every,
+    track=track,
+    track_every=track_every,
+    singular_values=singular_values,
+    metrics=metrics,
+    checkpoint=checkpoint,
+    checkpoint_every=checkpoint_every,
+    hyperparams=hyperparams,
+    stop_at_loss=stop_at_loss,
+  )
   hyper = _check_hyperparams(optimizer, hyperparams, lanes)
   stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
   mesh = lane_mesh(devices)
-  held_out = _engine.check_held_out(validation, patience, min_delta, lane_weights,
-                                    loss_batched=loss_batched, lanes=lanes, checkpoint=path)
-  job = _batch_train_job(weights, loss, loss_batched, optimizer, hyper, stop, sched, rec,
-                         _batch_size(batch_size, lanes, mesh), mesh, path)
+  held_out = _engine.check_held_out(
+    validation,
+    patience,
+    min_delta,
+    lane_weights,
+    loss_batched=loss_batched,
+    lanes=lanes,
+    checkpoint=path,
+  )
+  job = _batch_train_job(
+    weights,
+    loss,
+    loss_batched,
+    optimizer,
+    hyper,
+    stop,
+    sched,
+    rec,
+    _batch_size(batch_size, lanes, mesh),
+    mesh,
+    path,
+  )
   return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
 
 
@@ -263,17 +382,23 @@ def _check_hyperparams(optimizer, hyperparams, lanes) -> dict | None:
   """The per-lane hyperparameters as ``(B,)`` float64 arrays (None for a shared optimizer)."""
   if hyperparams is None:
     if not isinstance(optimizer, optax.GradientTransformation):
-      raise ValueError("optimizer must be an optax.GradientTransformation shared by every lane, "
-                       "or a function of hyperparameters such as optax.adam with "
-                       "hyperparams={'learning_rate': lrs}; got "
-                       f"{type(optimizer).__name__} without hyperparams.")
+      raise ValueError(
+        "optimizer must be an optax.GradientTransformation shared by every lane, "
+        "or a function of hyperparameters such as optax.adam with "
+        "hyperparams={'learning_rate': lrs}; got "
+        f"{type(optimizer).__name__} without hyperparams."
+      )
     return None
   if isinstance(optimizer, optax.GradientTransformation) or not callable(optimizer):
-    raise ValueError("with hyperparams=, optimizer must be a function of them returning an optax "
-                     "optimizer (e.g. optax.adam, not optax.adam(1e-3)).")
+    raise ValueError(
+      "with hyperparams=, optimizer must be a function of them returning an optax "
+      "optimizer (e.g. optax.adam, not optax.adam(1e-3))."
+    )
   if not isinstance(hyperparams, dict) or not hyperparams:
-    raise ValueError("hyperparams must be a non-empty dict name -> value or (B,) values, e.g. "
-                     f"{{'learning_rate': lrs}}; got {hyperparams!r}.")
+    raise ValueError(
+      "hyperparams must be a non-empty dict name -> value or (B,) values, e.g. "
+      f"{{'learning_rate': lrs}}; got {hyperparams!r}."
+    )
   out = {}
   for name, value in hyperparams.items():
     if isinstance(value, (str, bytes)):
@@ -282,11 +407,15 @@ def _check_hyperparams(optimizer, hyperparams, lanes) -> dict | None:
   try:
     inner = optimizer(**{name: float(v[0]) for name, v in out.items()})
   except TypeError as err:
-    raise ValueError(f"optimizer({', '.join(out)}=...) failed: {err}. Give the keyword arguments "
-                     "the optimizer function takes (e.g. learning_rate for optax.adam).") from None
+    raise ValueError(
+      f"optimizer({', '.join(out)}=...) failed: {err}. Give the keyword arguments "
+      "the optimizer function takes (e.g. learning_rate for optax.adam)."
+    ) from None
   if not isinstance(inner, optax.GradientTransformation):
-    raise ValueError("optimizer(**hyperparams) must return an optax.GradientTransformation; got "
-                     f"{type(inner).__name__}.")
+    raise ValueError(
+      "optimizer(**hyperparams) must return an optax.GradientTransformation; got "
+      f"{type(inner).__name__}."
+    )
   return out
 
 
@@ -297,8 +426,9 @@ def _injected(factory, names: tuple):
   return optax.inject_hyperparams(factory)(**{name: 0.0 for name in names})
 
 
-def _batch_train_job(weights, loss, loss_batched, optimizer, hyper, stop, sched, rec, batch_size,
-                     mesh, path) -> _engine.Job:
+def _batch_train_job(
+  weights, loss, loss_batched, optimizer, hyper, stop, sched, rec, batch_size, mesh, path
+) -> _engine.Job:
   dtype = weights[0].dtype
   if hyper is None:
     transform = optimizer
@@ -311,33 +441,67 @@ def _batch_train_job(weights, loss, loss_batched, optimizer, hyper, stop, sched,
       state = transform.init(ws)
       cast = {k: jnp.asarray(values[k], state.hyperparams[k].dtype) for k in hyper}
       return state._replace(hyperparams={**state.hyperparams, **cast})
+
     values = {k: jnp.asarray(v, dtype) for k, v in hyper.items()}
     opt_state = jax.device_get(jax.vmap(init)(tuple(jnp.asarray(w) for w in weights), values))
   arrays = {**_weight_arrays(weights), "stop_at_loss": np.asarray(stop, np.float64)}
   arrays.update({f"hyper/{k}": v for k, v in (hyper or {}).items()})
   return _engine.Job(
-      "batch_train", _engine.OptaxUpdate(transform), _lanes(weights, opt_state), loss,
-      np.asarray(stop, np.float64), sched, rec, batched=True, loss_batched=loss_batched,
-      batch_size=batch_size, mesh=mesh, checkpoint=path,
-      call=dict(loss_batched=loss_batched, batch_size=batch_size), arrays=arrays)
+    "batch_train",
+    _engine.OptaxUpdate(transform),
+    _lanes(weights, opt_state),
+    loss,
+    np.asarray(stop, np.float64),
+    sched,
+    rec,
+    batched=True,
+    loss_batched=loss_batched,
+    batch_size=batch_size,
+    mesh=mesh,
+    checkpoint=path,
+    call=dict(loss_batched=loss_batched, batch_size=batch_size),
+    arrays=arrays,
+  )
 
 
-def resume_batch_train(call, arrays, loss, sched, rec, path, optimizer=None,
-                       devices=None) -> _engine.Job:
+def resume_batch_train(
+  call, arrays, loss, sched, rec, path, optimizer=None, devices=None
+) -> _engine.Job:
   """The job of a :func:`batch_train` checkpoint; ``optimizer`` is the run's own (not stored)."""
   if optimizer is None:
-    raise ValueError("this checkpoint is of lt.batch_train, whose optimizer a checkpoint cannot "
-                     "store; pass the same one: lt.resume(path, optimizer=optax.adam).")
+    raise ValueError(
+      "this checkpoint is of lt.batch_train, whose optimizer a checkpoint cannot "
+      "store; pass the same one: lt.resume(path, optimizer=optax.adam)."
+    )
   weights = _stored_batch(arrays)
-  hyper = {k[len("hyper/"):]: v for k, v in arrays.items() if k.startswith("hyper/")} or None
+  hyper = {k[len("hyper/") :]: v for k, v in arrays.items() if k.startswith("hyper/")} or None
   _check_hyperparams(optimizer, hyper, weights[0].shape[0])
   mesh, batch_size = _resumed_mesh_and_batch(call, weights[0].shape[0], devices)
-  return _batch_train_job(weights, loss, call["loss_batched"], optimizer, hyper,
-                          arrays["stop_at_loss"], sched, rec, batch_size, mesh, path)
+  return _batch_train_job(
+    weights,
+    loss,
+    call["loss_batched"],
+    optimizer,
+    hyper,
+    arrays["stop_at_loss"],
+    sched,
+    rec,
+    batch_size,
+    mesh,
+    path,
+  )
 
 
-def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float],
-         seeds: Sequence[int] = (0,), draws: str = "independent", dtype=None):
+def grid(
+  init,
+  dims: Sequence[int],
+  *,
+  std: Sequence[float],
+  lr: Sequence[float],
+  seeds: Sequence[int] = (0,),
+  draws: str = "independent",
+  dtype=None,
+):
   r"""The batch of a sweep over init scale x learning rate x seed, lanes in that order.
 
   Lane ``b`` of the product ``std x lr x seeds`` starts from ``init(key, dims, std)``: the lanes of
@@ -363,7 +527,8 @@ def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float]
     rates ``(B,)``, and the grid's coordinates ``table = {"std": (B,), "lr": (B,), "seed": (B,)}``.
 
   Example:
-    >>> ws, lrs, table = grid("gaussian", (4, 3, 1), std=[0.1, 1.0], lr=[1e-3, 1e-2, 1e-1], seeds=[0, 1])
+    >>> ws, lrs, table = grid("gaussian", (4, 3, 1), std=[0.1, 1.0], lr=[1e-3, 1e-2, 1e-1],
+    ...                       seeds=[0, 1])
     >>> [w.shape for w in ws], lrs.shape, table["std"][:4].tolist(), table["seed"][:4].tolist()
     ([(12, 3, 4), (12, 1, 3)], (12,), [0.1, 0.1, 0.1, 0.1], [0, 1, 0, 1])
 
@@ -375,7 +540,9 @@ def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float]
   elif callable(init):
     make = lambda key, dims, std, dtype: init(key, dims, std=std)
   else:
-    raise ValueError(f"init must be a name or a function init(key, dims, std=...); got {type(init).__name__}.")
+    raise ValueError(
+      f"init must be a name or a function init(key, dims, std=...); got {type(init).__name__}."
+    )
   columns = {}
   for name, values in (("std", std), ("lr", lr), ("seeds", seeds)):
     values = np.asarray(values)
@@ -385,8 +552,10 @@ def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float]
   if not np.issubdtype(columns["seeds"].dtype, np.integer):
     raise ValueError(f"seeds must be integers; got {columns['seeds'].tolist()!r}.")
   if draws not in ("independent", "common"):
-    raise ValueError(f"draws must be 'independent' (one draw per std and seed) or 'common' (one draw per "
-                     f"seed, shared by every std); got {draws!r}.")
+    raise ValueError(
+      f"draws must be 'independent' (one draw per std and seed) or 'common' (one draw per "
+      f"seed, shared by every std); got {draws!r}."
+    )
   for value in columns["lr"]:
     check_lr(value)
 
@@ -394,14 +563,21 @@ def grid(init, dims: Sequence[int], *, std: Sequence[float], lr: Sequence[float]
     base = jax.random.PRNGKey(int(seed))
     return base if draws == "common" else jax.random.fold_in(base, i)
 
-  starts = {(s, seed): make(key(i, seed), tuple(dims), float(s), dtype)
-            for i, s in enumerate(columns["std"]) for seed in columns["seeds"]}
+  starts = {
+    (s, seed): make(key(i, seed), tuple(dims), float(s), dtype)
+    for i, s in enumerate(columns["std"])
+    for seed in columns["seeds"]
+  }
   coords = list(itertools.product(columns["std"], columns["lr"], columns["seeds"]))
-  weights = tuple(np.stack([np.asarray(starts[(s, seed)][j]) for s, _, seed in coords])
-                  for j in range(len(dims) - 1))
-  table = {"std": np.array([c[0] for c in coords], np.float64),
-           "lr": np.array([c[1] for c in coords], np.float64),
-           "seed": np.array([c[2] for c in coords], np.int64)}
+  weights = tuple(
+    np.stack([np.asarray(starts[(s, seed)][j]) for s, _, seed in coords])
+    for j in range(len(dims) - 1)
+  )
+  table = {
+    "std": np.array([c[0] for c in coords], np.float64),
+    "lr": np.array([c[1] for c in coords], np.float64),
+    "seed": np.array([c[2] for c in coords], np.int64),
+  }
   return weights, table["lr"].copy(), table
 
 
@@ -437,8 +613,10 @@ def fastest(table: dict, trajectory, by="std") -> dict:
     if name not in table:
       raise ValueError(f"by names {name!r}, which is not a column of the table {sorted(table)}.")
   if any(len(np.asarray(v)) != len(stopped) for v in table.values()):
-    raise ValueError(f"the table has {len(next(iter(table.values())))} rows but the trajectory "
-                     f"{len(stopped)} lanes.")
+    raise ValueError(
+      f"the table has {len(next(iter(table.values())))} rows but the trajectory "
+      f"{len(stopped)} lanes."
+    )
   keys = list(zip(*(np.asarray(table[name]).tolist() for name in by)))
   rows = {name: [] for name in table}
   rows["steps"] = []
@@ -457,7 +635,8 @@ def fastest(table: dict, trajectory, by="std") -> dict:
 
 def lane(trajectory: Trajectory, index: int) -> Trajectory:
   """Lane ``index`` of a batched trajectory, as the single-run :class:`lintraj.Trajectory` of
-  :func:`lintraj.gradient_descent` (``diverged_step``, ``stopped_step``, ``best_step``: int or None).
+  :func:`lintraj.gradient_descent` (``diverged_step``, ``stopped_step``, ``best_step``: int or
+  None).
 
   Example:
     >>> import jax.numpy as jnp, lintraj as lt
@@ -482,8 +661,9 @@ def lane(trajectory: Trajectory, index: int) -> Trajectory:
   return Trajectory(**values)
 
 
-def fastest_iterations(init, dims, loss, *, stds, lrs, caps, threshold, seed=0, draws="common",
-                       progress=False):
+def fastest_iterations(
+  init, dims, loss, *, stds, lrs, caps, threshold, seed=0, draws="common", progress=False
+):
   r"""For each init scale, the fewest GD iterations any learning rate of a grid needs to reach
   ``loss <= threshold``:
 
@@ -510,8 +690,8 @@ def fastest_iterations(init, dims, loss, *, stds, lrs, caps, threshold, seed=0, 
   Returns:
     ``(best, lane_steps)``: the :func:`fastest` table (``std``, ``lr``, ``seed``,
     ``steps``; ``steps = -1`` where no learning rate converged within the last cap) with a
-    ``diverged`` column (how many learning rates diverged before the std left the search), and the GD
-    steps taken, summed over lanes.
+    ``diverged`` column (how many learning rates diverged before the std left the search), and the
+    GD steps taken, summed over lanes.
 
   Example:
     >>> import jax.numpy as jnp, lintraj as lt
@@ -535,9 +715,15 @@ def fastest_iterations(init, dims, loss, *, stds, lrs, caps, threshold, seed=0, 
     if index.size == 0:
       break
     steps = cap - done
-    traj = batch_gradient_descent(tuple(w[index] for w in weights), loss, lr=lr[index],
-                                  steps=steps, record_every=max(1, steps // 50),
-                                  stop_at_loss=threshold, progress=progress)
+    traj = batch_gradient_descent(
+      tuple(w[index] for w in weights),
+      loss,
+      lr=lr[index],
+      steps=steps,
+      record_every=max(1, steps // 50),
+      stop_at_loss=threshold,
+      progress=progress,
+    )
     stop, div = np.asarray(traj.stopped_step), np.asarray(traj.diverged_step)
     lane_steps += int(np.sum(np.where(stop >= 0, stop, np.where(div >= 0, div, steps))))
     stopped[index[stop >= 0]] = done + stop[stop >= 0]

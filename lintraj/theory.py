@@ -31,9 +31,19 @@ from lintraj.network import as_float_array, check_weights, end_to_end, layer_dim
 from lintraj.recording import Trajectory
 from lintraj.validation import check_int, check_lr, check_positive
 
-__all__ = ["Theorem1", "theorem1", "iterations_bound", "Theorem1Check", "check_theorem1",
-           "end_to_end_velocity", "end_to_end_flow", "mode_strength", "singular_value_velocity",
-           "flattest_sharpness", "gradient_flow_sharpness"]
+__all__ = [
+  "Theorem1",
+  "theorem1",
+  "iterations_bound",
+  "Theorem1Check",
+  "check_theorem1",
+  "end_to_end_velocity",
+  "end_to_end_flow",
+  "mode_strength",
+  "singular_value_velocity",
+  "flattest_sharpness",
+  "gradient_flow_sharpness",
+]
 
 
 def _check_depth(depth) -> int:
@@ -43,8 +53,10 @@ def _check_depth(depth) -> int:
 def _check_target(target) -> jnp.ndarray:
   target = as_float_array(target, "target")
   if target.ndim != 2:
-    raise ValueError(f"target must be a (d_N, d_0) matrix Phi; got shape {target.shape}. "
-                     "Reshape a vector to (1, d_0).")
+    raise ValueError(
+      f"target must be a (d_N, d_0) matrix Phi; got shape {target.shape}. "
+      "Reshape a vector to (1, d_0)."
+    )
   return target
 
 
@@ -54,8 +66,11 @@ def _check_concrete_positive(name, value):
     return value
   arr = np.asarray(value, dtype=float)
   if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-    hint = (" Theorem 1 needs a deficiency margin c > 0 (lintraj.metrics.deficiency_margin)."
-            if name == "margin" else "")
+    hint = (
+      " Theorem 1 needs a deficiency margin c > 0 (lintraj.metrics.deficiency_margin)."
+      if name == "margin"
+      else ""
+    )
     raise ValueError(f"{name} must be positive and finite; got {value!r}.{hint}")
   return value
 
@@ -63,8 +78,10 @@ def _check_concrete_positive(name, value):
 def _check_matrix(name, x) -> jnp.ndarray:
   x = jnp.asarray(x)
   if x.ndim != 2 or not jnp.issubdtype(x.dtype, jnp.floating):
-    raise ValueError(f"{name} must be a 2-D floating matrix (the end-to-end matrix, shape (d_N, d_0)); "
-                     f"got shape {x.shape} and dtype {x.dtype}. For a network use lintraj.end_to_end(ws).")
+    raise ValueError(
+      f"{name} must be a 2-D floating matrix (the end-to-end matrix, shape (d_N, d_0)); "
+      f"got shape {x.shape} and dtype {x.dtype}. For a network use lintraj.end_to_end(ws)."
+    )
   return x
 
 
@@ -126,9 +143,11 @@ def theorem1(target, margin, depth: int) -> Theorem1:
   phi_norm = jnp.linalg.norm(target)
   c = jnp.asarray(margin, phi_norm.dtype)
   n = depth
-  return Theorem1(max_balancedness=c ** 2 / (256 * n ** 3 * phi_norm ** (2 * (n - 1) / n)),
-                  max_lr=c ** ((4 * n - 2) / n) / (6144 * n ** 3 * phi_norm ** ((6 * n - 4) / n)),
-                  rate=c ** (2 * (n - 1) / n))
+  return Theorem1(
+    max_balancedness=c**2 / (256 * n**3 * phi_norm ** (2 * (n - 1) / n)),
+    max_lr=c ** ((4 * n - 2) / n) / (6144 * n**3 * phi_norm ** ((6 * n - 4) / n)),
+    rate=c ** (2 * (n - 1) / n),
+  )
 
 
 def iterations_bound(loss0, eps, lr, margin, depth: int) -> jnp.ndarray:
@@ -207,8 +226,11 @@ class Theorem1Check(NamedTuple):
 @jax.jit
 def _init_quantities(weights, target):
   """Deficiency margin, balancedness and loss of an initialization (one compiled call)."""
-  return (metrics.deficiency_margin(weights, target), metrics.balancedness(weights),
-          0.5 * jnp.sum((end_to_end(weights) - target) ** 2))
+  return (
+    metrics.deficiency_margin(weights, target),
+    metrics.balancedness(weights),
+    0.5 * jnp.sum((end_to_end(weights) - target) ** 2),
+  )
 
 
 def check_theorem1(weights, target, lr, *, eps: float = 1e-5) -> Theorem1Check:
@@ -248,11 +270,15 @@ def check_theorem1(weights, target, lr, *, eps: float = 1e-5) -> Theorem1Check:
   target = _check_target(target)
   dims, depth = layer_dims(weights), len(weights)
   if target.shape != (dims[-1], dims[0]):
-    raise ValueError(f"target has shape {target.shape} but the end-to-end matrix of these weights has "
-                     f"shape {(dims[-1], dims[0])} (d_N, d_0).")
+    raise ValueError(
+      f"target has shape {target.shape} but the end-to-end matrix of these weights has "
+      f"shape {(dims[-1], dims[0])} (d_N, d_0)."
+    )
   lr = check_lr(lr)
   eps = check_positive("eps", eps)
-  margin, balancedness, loss = (float(x) for x in _init_quantities(weights, target.astype(weights[0].dtype)))
+  margin, balancedness, loss = (
+    float(x) for x in _init_quantities(weights, target.astype(weights[0].dtype))
+  )
   no_bottleneck = min(dims[1:-1], default=dims[0]) >= min(dims[0], dims[-1])
   has_margin = margin > 0
   if has_margin:
@@ -262,11 +288,23 @@ def check_theorem1(weights, target, lr, *, eps: float = 1e-5) -> Theorem1Check:
     max_balancedness = max_lr = rate = math.nan
   is_balanced, lr_ok = balancedness <= max_balancedness, lr <= max_lr
   holds = no_bottleneck and has_margin and is_balanced and lr_ok
-  iterations = (math.ceil(float(iterations_bound(loss, eps, lr, margin, depth))) if holds else None)
-  return Theorem1Check(holds=holds, no_bottleneck=no_bottleneck, has_margin=has_margin,
-                       is_balanced=is_balanced, lr_ok=lr_ok, margin=margin, balancedness=balancedness,
-                       max_balancedness=max_balancedness, lr=lr, max_lr=max_lr, rate=rate, loss=loss,
-                       eps=eps, iterations=iterations)
+  iterations = math.ceil(float(iterations_bound(loss, eps, lr, margin, depth))) if holds else None
+  return Theorem1Check(
+    holds=holds,
+    no_bottleneck=no_bottleneck,
+    has_margin=has_margin,
+    is_balanced=is_balanced,
+    lr_ok=lr_ok,
+    margin=margin,
+    balancedness=balancedness,
+    max_balancedness=max_balancedness,
+    lr=lr,
+    max_lr=max_lr,
+    rate=rate,
+    loss=loss,
+    eps=eps,
+    iterations=iterations,
+  )
 
 
 def _padded_singular_values(w):
@@ -276,8 +314,8 @@ def _padded_singular_values(w):
   threshold = max(w.shape) * jnp.finfo(w.dtype).eps * s[0]
   s = jnp.where(s > threshold, s, 0.0)
   rows, cols = w.shape
-  left = jnp.zeros((rows,), s.dtype).at[:s.shape[0]].set(s)
-  right = jnp.zeros((cols,), s.dtype).at[:s.shape[0]].set(s)
+  left = jnp.zeros((rows,), s.dtype).at[: s.shape[0]].set(s)
+  right = jnp.zeros((cols,), s.dtype).at[: s.shape[0]].set(s)
   return u, left, right, vt
 
 
@@ -286,7 +324,8 @@ def end_to_end_velocity(w, grad, depth: int) -> jnp.ndarray:
   network of depth :math:`N`,
 
   .. math::
-     \dot W = -\sum_{j=1}^{N} (W W^\top)^{\frac{j-1}{N}}\, \nabla L^1(W)\, (W^\top W)^{\frac{N-j}{N}}.
+     \dot W = -\sum_{j=1}^{N} (W W^\top)^{\frac{j-1}{N}}\, \nabla L^1(W)\, (W^\top
+     W)^{\frac{N-j}{N}}.
 
   It depends on the depth only, not on the hidden widths. With the SVD :math:`W = U S V^\top`
   (full :math:`U, V`) it is :math:`-U\,[(U^\top \nabla L^1 V) \circ K]\,V^\top` with
@@ -319,11 +358,15 @@ def end_to_end_velocity(w, grad, depth: int) -> jnp.ndarray:
   depth = _check_depth(depth)
   w, grad = _check_matrix("w", w), _check_matrix("grad", grad)
   if grad.shape != w.shape:
-    raise ValueError(f"grad has shape {grad.shape} but w has shape {w.shape}; pass the gradient of "
-                     "the loss at w (same shape).")
+    raise ValueError(
+      f"grad has shape {grad.shape} but w has shape {w.shape}; pass the gradient of "
+      "the loss at w (same shape)."
+    )
   u, left, right, vt = _padded_singular_values(w)
-  k = sum(left[:, None] ** (2 * (j - 1) / depth) * right[None, :] ** (2 * (depth - j) / depth)
-          for j in range(1, depth + 1))
+  k = sum(
+    left[:, None] ** (2 * (j - 1) / depth) * right[None, :] ** (2 * (depth - j) / depth)
+    for j in range(1, depth + 1)
+  )
   return -u @ ((u.T @ grad @ vt.T) * k) @ vt
 
 
@@ -343,7 +386,8 @@ def singular_value_velocity(w, grad, depth: int) -> jnp.ndarray:
     depth: :math:`N \ge 1`.
 
   Returns:
-    ``(min(d_0, d_N),)``, in the (descending) order of ``lintraj.metrics.end_to_end_singular_values``.
+    ``(min(d_0, d_N),)``, in the (descending) order of
+    ``lintraj.metrics.end_to_end_singular_values``.
 
   Example:
     >>> import jax.numpy as jnp
@@ -368,6 +412,7 @@ def _end_to_end_update(depth):
   def update(grads, state, params):
     (w,), (g,) = params, grads
     return (-end_to_end_velocity(w, g, depth),), state
+
   return update
 
 
@@ -419,8 +464,9 @@ def end_to_end_flow(w0, loss, depth: int, *, lr, steps: int, record_every: int =
     Overparameterization. ICML 2018 (arXiv 1802.06509), Theorem 1.
   """
   if isinstance(w0, (tuple, list)):
-    raise ValueError("w0 must be the end-to-end matrix, not a tuple of layers; pass "
-                     "lintraj.end_to_end(weights).")
+    raise ValueError(
+      "w0 must be the end-to-end matrix, not a tuple of layers; pass lintraj.end_to_end(weights)."
+    )
   w0 = _check_matrix("w0", w0)
   depth, lr = _check_depth(depth), check_lr(lr)
   return train((w0,), loss, _end_to_end_rule(depth, lr), steps=steps, record_every=record_every)
@@ -449,15 +495,25 @@ def _mode_strength(t, s, u0, depth):
   moving = (s > 0) & (u0 > 0) & (x0 != 1)
   above = moving & (x0 > 1)
   safe_x0 = jnp.where(moving, x0, 0.5)
-  y0 = jnp.where(above, jnp.log(jnp.where(above, safe_x0 - 1, 1.0)),
-                 jnp.log(safe_x0) - jnp.log1p(-jnp.where(above, 0.5, safe_x0)))
-  tau = jnp.where(moving, depth * safe_s ** p * t, 0.0)
+  y0 = jnp.where(
+    above,
+    jnp.log(jnp.where(above, safe_x0 - 1, 1.0)),
+    jnp.log(safe_x0) - jnp.log1p(-jnp.where(above, 0.5, safe_x0)),
+  )
+  tau = jnp.where(moving, depth * safe_s**p * t, 0.0)
   tol = max(1e-13, 64 * float(jnp.finfo(t.dtype).eps))
-  records, *_ = odeint(lambda y: _mode_rhs(y, tau, above, p), y0, jnp.ones((1,), t.dtype),
-                       lambda y: y, rtol=tol, atol=tol, max_steps=1_000_000)
+  records, *_ = odeint(
+    lambda y: _mode_rhs(y, tau, above, p),
+    y0,
+    jnp.ones((1,), t.dtype),
+    lambda y: y,
+    rtol=tol,
+    atol=tol,
+    max_steps=1_000_000,
+  )
   y = records[0]
   x = jnp.where(above, 1 + jnp.exp(y), jax.nn.sigmoid(y))
-  decay = (u0 ** -p + depth * p * t) ** (-1 / p)  # s = 0: du/dt = -N u^{3 - 2/N}
+  decay = (u0**-p + depth * p * t) ** (-1 / p)  # s = 0: du/dt = -N u^{3 - 2/N}
   u = jnp.where(x0 == 1, s, s * x)
   return jnp.where(u0 == 0, 0.0, jnp.where(s > 0, u, decay))
 
@@ -508,10 +564,14 @@ def mode_strength(t, s, u0, depth: int) -> jnp.ndarray:
   t, s, u0 = jnp.broadcast_arrays(*(jnp.asarray(x, dtype) for x in (t, s, u0)))
   for name, x in (("t", t), ("s", s), ("u0", u0)):
     if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x) & (x >= 0))):
-      raise ValueError(f"{name} must be finite and >= 0 everywhere (times, singular values and "
-                       f"mode strengths are non-negative); got {name} = {x}.")
+      raise ValueError(
+        f"{name} must be finite and >= 0 everywhere (times, singular values and "
+        f"mode strengths are non-negative); got {name} = {x}."
+      )
   shape, size = t.shape, t.size
-  padded = max(8, 1 << (size - 1).bit_length())  # few sizes, few compilations; padding is a fixed point
+  padded = max(
+    8, 1 << (size - 1).bit_length()
+  )  # few sizes, few compilations; padding is a fixed point
   pad = lambda x, value: jnp.concatenate([x.reshape(-1), jnp.full((padded - size,), value, dtype)])
   u = _mode_strength(pad(t, 0.0), pad(s, 1.0), pad(u0, 1.0), depth)
   return u[:size].reshape(shape)
@@ -522,8 +582,8 @@ def flattest_sharpness(depth: int, sigma_max: float) -> float:
   :math:`S_{\min} = N \sigma_{\max}(\Phi)^{2 - 2/N}`, attained at the balanced minima.
 
   At a global minimum the Hessian is :math:`H = J^\top J` (:math:`J` the Jacobian of the
-  end-to-end matrix in the weights); along the top singular direction of :math:`\Phi`, Cauchy-Schwarz
-  and AM-GM over the layers' singular values bound :math:`\lambda_{\max}(H)` below by
+  end-to-end matrix in the weights); along the top singular direction of :math:`\Phi`,
+  Cauchy-Schwarz and AM-GM over the layers' singular values bound :math:`\lambda_{\max}(H)` below by
   :math:`S_{\min}`, with equality exactly at the balanced minima. GD with
   :math:`\eta > 2/S_{\min}` cannot converge to any global minimum (the edge-of-stability study,
   :mod:`lintraj.reproductions.edge_of_stability`).
@@ -534,8 +594,8 @@ def flattest_sharpness(depth: int, sigma_max: float) -> float:
 
   References:
     Derived for lintraj (docs/theory.md); the value at the balanced minimum is checked against
-    the dense Hessian in tests/test_landscape.py. Related [not checked against the paper]: Mulayoff, Michaeli. Unique
-    properties of flat minima in deep networks. ICML 2020.
+    the dense Hessian in tests/test_landscape.py. Related [not checked against the paper]: Mulayoff,
+    Michaeli. Unique properties of flat minima in deep networks. ICML 2020.
   """
   depth = _check_depth(depth)
   sigma_max = check_positive("sigma_max", sigma_max)
@@ -543,7 +603,8 @@ def flattest_sharpness(depth: int, sigma_max: float) -> float:
 
 
 def gradient_flow_sharpness(magnitudes, phi: float) -> np.ndarray:
-  r"""Sharpness of the global minimum that gradient flow reaches from a scalar chain (GFS sharpness).
+  r"""Sharpness of the global minimum that gradient flow reaches from a scalar chain (GFS
+  sharpness).
 
   Gradient flow on :math:`\tfrac12(w_N \cdots w_1 - \phi)^2` conserves :math:`w_i^2 - w_j^2`, so it
   ends at :math:`w_i^2 = a_i + s` with :math:`a_i = w_i(0)^2` and :math:`s` the root of
@@ -573,7 +634,9 @@ def gradient_flow_sharpness(magnitudes, phi: float) -> np.ndarray:
   phi = check_positive("phi", phi)
   a = np.asarray(magnitudes, np.float64) ** 2
   if a.ndim < 1 or a.shape[-1] < 1:
-    raise ValueError(f"magnitudes must have a last axis of N >= 1 layer magnitudes; got shape {a.shape}.")
+    raise ValueError(
+      f"magnitudes must have a last axis of N >= 1 layer magnitudes; got shape {a.shape}."
+    )
   depth = a.shape[-1]
   lo, hi = -np.min(a, axis=-1), np.full(a.shape[:-1], float(phi) ** (2 / depth))
   target = 2 * np.log(float(phi))

@@ -7,5 +7,8 @@ from lintraj.recording import RECORDED_FIELDS, TRACKABLE, Trajectory, record
 
 __all__ = ["Trajectory", "record", "RECORDED_FIELDS", "TRACKABLE"]
 
-warnings.warn("lintraj.trajectory is deprecated: use lintraj.recording (Trajectory, record) or "
-              "lt.Trajectory.", DeprecationWarning, stacklevel=2)
+warnings.warn(
+  "lintraj.trajectory is deprecated: use lintraj.recording (Trajectory, record) or lt.Trajectory.",
+  DeprecationWarning,
+  stacklevel=2,
+)

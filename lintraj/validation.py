@@ -9,8 +9,14 @@ import os
 import jax
 import numpy as np
 
-__all__ = ["check_int", "check_positive", "check_lr", "check_stop_at_loss", "check_checkpoint",
-           "check_concrete"]
+__all__ = [
+  "check_int",
+  "check_positive",
+  "check_lr",
+  "check_stop_at_loss",
+  "check_checkpoint",
+  "check_concrete",
+]
 
 
 def check_int(name: str, value, least: int, most: int | None = None) -> int:
@@ -20,8 +26,12 @@ def check_int(name: str, value, least: int, most: int | None = None) -> int:
     >>> check_int("steps", 5, 0)
     5
   """
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least or (
-      most is not None and value > most):
+  if (
+    isinstance(value, bool)
+    or not isinstance(value, (int, np.integer))
+    or value < least
+    or (most is not None and value > most)
+  ):
     bound = f"in [{least}, {most}]" if most is not None else f">= {least}"
     raise ValueError(f"{name} must be an integer {bound}; got {value!r}.")
   return int(value)
@@ -69,15 +79,19 @@ def check_stop_at_loss(stop_at_loss) -> np.ndarray:
   if stop_at_loss is None:
     return np.asarray(-np.inf)
   if isinstance(stop_at_loss, (str, bytes, bool)) or (
-      isinstance(stop_at_loss, np.ndarray) and not np.issubdtype(stop_at_loss.dtype, np.number)):
-    raise ValueError(f"stop_at_loss must be a number (or one per lane) or None; got {stop_at_loss!r}.")
+    isinstance(stop_at_loss, np.ndarray) and not np.issubdtype(stop_at_loss.dtype, np.number)
+  ):
+    raise ValueError(
+      f"stop_at_loss must be a number (or one per lane) or None; got {stop_at_loss!r}."
+    )
   try:
     value = np.asarray(stop_at_loss, np.float64)
   except (TypeError, ValueError):
     raise ValueError(f"stop_at_loss must be a number or None; got {stop_at_loss!r}.") from None
   if np.any(np.isnan(value) | (value == np.inf)):
-    raise ValueError(f"stop_at_loss must be finite, or -inf (or None) to never stop; got "
-                     f"{stop_at_loss!r}.")
+    raise ValueError(
+      f"stop_at_loss must be finite, or -inf (or None) to never stop; got {stop_at_loss!r}."
+    )
   return value
 
 
@@ -92,9 +106,11 @@ def check_checkpoint(checkpoint, checkpoint_every):
   if checkpoint is None and checkpoint_every is None:
     return None, None
   if checkpoint is None or checkpoint_every is None:
-    raise ValueError("give both checkpoint=path and checkpoint_every=K (steps between checkpoints), "
-                     f"or neither; got checkpoint={checkpoint!r}, "
-                     f"checkpoint_every={checkpoint_every!r}.")
+    raise ValueError(
+      "give both checkpoint=path and checkpoint_every=K (steps between checkpoints), "
+      f"or neither; got checkpoint={checkpoint!r}, "
+      f"checkpoint_every={checkpoint_every!r}."
+    )
   return os.fspath(checkpoint), check_int("checkpoint_every", checkpoint_every, 1)
 
 
@@ -108,7 +124,8 @@ def check_concrete(run: str, **arguments):
   for name, value in arguments.items():
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(value)):
       raise ValueError(
-          f"{run} got a traced {name} (it was called inside jax.jit, jax.vmap or jax.grad). Run "
-          f"functions compile their own loop and cannot be traced: call {run} outside the "
-          "transformation; for many runs at once use lt.batch_gradient_descent or lt.batch_train "
-          "(one compiled loop over a batch of networks, learning rates or losses).")
+        f"{run} got a traced {name} (it was called inside jax.jit, jax.vmap or jax.grad). Run "
+        f"functions compile their own loop and cannot be traced: call {run} outside the "
+        "transformation; for many runs at once use lt.batch_gradient_descent or lt.batch_train "
+        "(one compiled loop over a batch of networks, learning rates or losses)."
+      )

@@ -54,7 +54,7 @@ def whiten(x, y, *, rtol: float | None = None):
     rtol = check_positive("rtol", rtol, " (or None for the dtype's default)", allow_zero=True)
   centred = x - x.mean(axis=0, keepdims=True)
   eigvals, eigvecs = jnp.linalg.eigh(centred.T @ centred / m)
-  scale = jnp.maximum(eigvals[-1], jnp.max(jnp.mean(x ** 2, axis=0)))
+  scale = jnp.maximum(eigvals[-1], jnp.max(jnp.mean(x**2, axis=0)))
   keep = eigvals > rtol * scale
   if not bool(jnp.any(keep)):
     raise ValueError("x has zero variance in every direction; whitening needs varying inputs.")

@@ -26,8 +26,9 @@ def arguments(kind: str) -> dict:
   if kind == "single":
     ws = lt.init.balanced(jax.random.PRNGKey(0), (6, 5, 5, 2), std=0.2, dtype=np.float64)
     return dict(weights=ws, loss=loss, lr=0.01)
-  ws, lrs, _ = lt.sweep.grid("balanced", (6, 5, 5, 2), std=[0.1, 0.3], lr=[0.0005, 0.003, 0.01],
-                             dtype=np.float64)
+  ws, lrs, _ = lt.sweep.grid(
+    "balanced", (6, 5, 5, 2), std=[0.1, 0.3], lr=[0.0005, 0.003, 0.01], dtype=np.float64
+  )
   return dict(weights=ws, loss=loss, lr=lrs, stop_at_loss=1e-26, batch_size=2)
 
 

@@ -23,9 +23,13 @@ CHECKPOINT_EVERY = 2_000  # steps
 def join(port: int, process_id: int) -> None:
   """Join the cluster: gloo CPU collectives, then ``jax.distributed.initialize``."""
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
-                             process_id=process_id, initialization_timeout=60,
-                             heartbeat_timeout_seconds=HEARTBEAT_S)
+  jax.distributed.initialize(
+    coordinator_address=f"127.0.0.1:{port}",
+    num_processes=2,
+    process_id=process_id,
+    initialization_timeout=60,
+    heartbeat_timeout_seconds=HEARTBEAT_S,
+  )
 
 
 def sweeps() -> dict:
@@ -34,20 +38,28 @@ def sweeps() -> dict:
   import numpy as np
 
   import lintraj as lt
-  ws, lrs, _ = lt.sweep.grid("gaussian", (4, 3, 2), std=[0.4, 0.8],
-                             lr=[0.02, 0.1, 0.2, 0.5, 1.0, 4.0])
+
+  ws, lrs, _ = lt.sweep.grid(
+    "gaussian", (4, 3, 2), std=[0.4, 0.8], lr=[0.02, 0.1, 0.2, 0.5, 1.0, 4.0]
+  )
   target = lt.losses.target(np.array([[1.0, 0.5, 0.0, -0.5], [0.0, 0.3, 0.2, 0.1]]))
   common = {"steps": 40, "record_every": 3, "stop_at_loss": 0.05}
-  return {"grid12": ((ws, target), dict(common, lr=lrs, batch_size=1)),
-          "grid12_default": ((ws, target), dict(common, lr=lrs)),
-          "lanes7": ((tuple(w[:7] for w in ws), target), dict(common, lr=lrs[:7], batch_size=1))}
+  return {
+    "grid12": ((ws, target), dict(common, lr=lrs, batch_size=1)),
+    "grid12_default": ((ws, target), dict(common, lr=lrs)),
+    "lanes7": ((tuple(w[:7] for w in ws), target), dict(common, lr=lrs[:7], batch_size=1)),
+  }
 
 
 def flat(trajectory, prefix: str) -> dict:
   """A trajectory's arrays by name ``prefix/field/i``."""
   import numpy as np
-  return {f"{prefix}/{field}/{i}": np.asarray(leaf) for field, value in trajectory._asdict().items()
-          for i, leaf in enumerate(jax.tree_util.tree_leaves(value))}
+
+  return {
+    f"{prefix}/{field}/{i}": np.asarray(leaf)
+    for field, value in trajectory._asdict().items()
+    for i, leaf in enumerate(jax.tree_util.tree_leaves(value))
+  }
 
 
 def long_run(**kwargs):
@@ -55,21 +67,28 @@ def long_run(**kwargs):
   import numpy as np
 
   import lintraj as lt
-  ws, lrs, _ = lt.sweep.grid("balanced", (5, 4, 4, 2), std=[0.1, 0.3], lr=[0.001, 0.004, 0.01],
-                             dtype=np.float64)
+
+  ws, lrs, _ = lt.sweep.grid(
+    "balanced", (5, 4, 4, 2), std=[0.1, 0.3], lr=[0.001, 0.004, 0.01], dtype=np.float64
+  )
   target = lt.losses.target(np.linspace(-1.0, 1.0, 10).reshape(2, 5) / 2)
-  return lt.batch_gradient_descent(ws, target, lr=lrs, steps=200_000, record_every=500,
-                                   stop_at_loss=1e-24, batch_size=1, **kwargs)
+  return lt.batch_gradient_descent(
+    ws, target, lr=lrs, steps=200_000, record_every=500, stop_at_loss=1e-24, batch_size=1, **kwargs
+  )
 
 
 def main(scenario: str, port: int, process_id: int, out_dir: str) -> None:
   import numpy as np
+
   join(port, process_id)
   import lintraj as lt
+
   out = f"{out_dir}/{scenario}-{process_id}"
   if scenario == "records":
-    result = {"devices/local": np.array(jax.local_device_count()),
-              "devices/all": np.array(jax.device_count())}
+    result = {
+      "devices/local": np.array(jax.local_device_count()),
+      "devices/all": np.array(jax.device_count()),
+    }
     for name, (args, kwargs) in sweeps().items():
       result.update(flat(lt.batch_gradient_descent(*args, **kwargs), name))
     np.savez(out + ".npz", **result)
@@ -77,8 +96,11 @@ def main(scenario: str, port: int, process_id: int, out_dir: str) -> None:
   else:
     with jax.enable_x64(True):
       path = f"{out_dir}/run.npz"
-      traj = (lt.resume(path) if scenario == "resume"
-              else long_run(checkpoint=path, checkpoint_every=CHECKPOINT_EVERY))
+      traj = (
+        lt.resume(path)
+        if scenario == "resume"
+        else long_run(checkpoint=path, checkpoint_every=CHECKPOINT_EVERY)
+      )
     np.savez(out + ".npz", **flat(traj, "run"))
 
 
@@ -87,6 +109,7 @@ def misuse(process_id: int, path: str) -> None:
   errors go to ``path``, one per call, separated by ``---`` lines."""
   import lintraj as lt
   from lintraj import _distributed
+
   _distributed.DEFAULT_TIMEOUT_S = SAME_CALL_TIMEOUT_S
   (ws, target), kwargs = sweeps()["lanes7"]
   calls = [dict(kwargs, lr=kwargs["lr"] * (1 + process_id))] + ([kwargs] if process_id == 0 else [])

@@ -30,12 +30,12 @@ def metrics(ws, phi):
   pairs = [np.linalg.norm(b.T @ b - a @ a.T) for a, b in zip(ws[:-1], ws[1:])]
   grads = layer_gradients(ws, w - phi)
   return dict(
-      loss=0.5 * np.sum((w - phi) ** 2),
-      balancedness=max(pairs, default=0.0),
-      deficiency_margin=np.linalg.svd(phi, compute_uv=False)[-1] - np.linalg.norm(w - phi),
-      grad_norm=np.sqrt(sum(np.sum(g ** 2) for g in grads)),
-      layer_singular_values=[np.linalg.svd(x, compute_uv=False) for x in ws],
-      end_to_end_singular_values=np.linalg.svd(w, compute_uv=False),
+    loss=0.5 * np.sum((w - phi) ** 2),
+    balancedness=max(pairs, default=0.0),
+    deficiency_margin=np.linalg.svd(phi, compute_uv=False)[-1] - np.linalg.norm(w - phi),
+    grad_norm=np.sqrt(sum(np.sum(g**2) for g in grads)),
+    layer_singular_values=[np.linalg.svd(x, compute_uv=False) for x in ws],
+    end_to_end_singular_values=np.linalg.svd(w, compute_uv=False),
   )
 
 

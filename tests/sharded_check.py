@@ -40,15 +40,17 @@ def cases(devices=None) -> dict:
     shared = lt.losses.target(targets[0])
     per_lane = [lt.losses.target(t) for t in targets]
     runs = {
-        "shared_bs2": dict(loss=shared, batch_size=2),
-        "per_lane_bs3": dict(loss=per_lane, batch_size=3, track=("sharpness",), track_every=2),
-        "shared_default": dict(loss=shared, batch_size=None),
-        "held_out_bs2": dict(loss=shared, batch_size=2, validation=lt.losses.target(targets[1]),
-                             patience=2),
+      "shared_bs2": dict(loss=shared, batch_size=2),
+      "per_lane_bs3": dict(loss=per_lane, batch_size=3, track=("sharpness",), track_every=2),
+      "shared_default": dict(loss=shared, batch_size=None),
+      "held_out_bs2": dict(
+        loss=shared, batch_size=2, validation=lt.losses.target(targets[1]), patience=2
+      ),
     }
     for name, kwargs in runs.items():
-      traj = lt.batch_gradient_descent(ws, lr=lrs, steps=60, record_every=7, stop_at_loss=0.05,
-                                       devices=devices, **kwargs)
+      traj = lt.batch_gradient_descent(
+        ws, lr=lrs, steps=60, record_every=7, stop_at_loss=0.05, devices=devices, **kwargs
+      )
       for field, value in traj._asdict().items():
         for i, leaf in enumerate(jax.tree_util.tree_leaves(value)):
           out[f"{name}/{field}/{i}"] = np.asarray(leaf)
@@ -57,6 +59,7 @@ def cases(devices=None) -> dict:
 
 def _main(path, used):
   from lintraj import _engine
+
   spans = []
   place = _engine.initial_state
 

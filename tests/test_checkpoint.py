@@ -33,12 +33,18 @@ def _assert_identical(a: lt.Trajectory, b: lt.Trajectory):
 def _kill_after_checkpoint(kind, path, ready):
   """Start the job, SIGKILL it as soon as its checkpoint satisfies ``ready(call)``; returns the
   checkpoint's call at the kill."""
-  proc = subprocess.Popen([sys.executable, "-m", "tests.checkpoint_job", kind, str(path)], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  proc = subprocess.Popen(
+    [sys.executable, "-m", "tests.checkpoint_job", kind, str(path)],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+  )
   deadline = time.monotonic() + 120
   try:
     while time.monotonic() < deadline:
-      assert proc.poll() is None, f"the job ended before it was killed: {proc.communicate()[0].decode()[-2000:]}"
+      assert proc.poll() is None, (
+        f"the job ended before it was killed: {proc.communicate()[0].decode()[-2000:]}"
+      )
       if os.path.exists(path):
         _, call, _, _, state = io.read_checkpoint(path)
         if ready(call, state):
@@ -54,8 +60,9 @@ def _kill_after_checkpoint(kind, path, ready):
 
 
 def _records_written(state, prefix=""):
-  """The record counter: the last leaf of the saved state (leaves are named prefix + "0", "1", ...)."""
-  leaves = [k for k in state if k.startswith(prefix) and k[len(prefix):].isdigit()]
+  """The record counter: the last leaf of the saved state (leaves are named prefix + "0", "1",
+  ...)."""
+  leaves = [k for k in state if k.startswith(prefix) and k[len(prefix) :].isdigit()]
   return int(np.min(state[f"{prefix}{len(leaves) - 1}"]))
 
 
@@ -76,7 +83,9 @@ def test_killed_single_run_resumes_bit_for_bit(tmp_path):
 
 def test_killed_batched_run_resumes_bit_for_bit_across_chunks(tmp_path):
   path = tmp_path / "batch.npz"
-  _, call, _, _, state = _kill_after_checkpoint("batch", path, lambda call, state: call["done"] >= 2)
+  _, call, _, _, state = _kill_after_checkpoint(
+    "batch", path, lambda call, state: call["done"] >= 2
+  )
   assert call["done"] in (2, 4) and call["chunk_lanes"] == 2
   with jax.enable_x64(True):
     resumed = lt.resume(path)
@@ -85,11 +94,15 @@ def test_killed_batched_run_resumes_bit_for_bit_across_chunks(tmp_path):
   assert np.any(resumed.stopped_step >= 0) and np.any(resumed.stopped_step < 0)
 
 
-def test_checkpoint_writes_are_atomic_and_resume_of_a_finished_run_recomputes_nothing(tmp_path, x64):
+def test_checkpoint_writes_are_atomic_and_resume_of_a_finished_run_recomputes_nothing(
+  tmp_path, x64
+):
   path = tmp_path / "run.npz"
   ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
   loss = lt.losses.target(jnp.ones((2, 3)) / 3)
-  traj = lt.gradient_descent(ws, loss, lr=0.1, steps=40, record_every=3, checkpoint=path, checkpoint_every=7)
+  traj = lt.gradient_descent(
+    ws, loss, lr=0.1, steps=40, record_every=3, checkpoint=path, checkpoint_every=7
+  )
   assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # no temporary files left
   _, call, _, _, state = io.read_checkpoint(path)
   assert call["checkpoint_every"] == 7 and _records_written(state, "current/") == 40 // 3 + 1
@@ -102,11 +115,23 @@ def test_checkpoints_land_on_record_boundaries(tmp_path, monkeypatch):
   """checkpoint_every=7 with record_every=3 writes at records 3, 6, 9, ... (steps 9, 18, ...)."""
   written = []
   original = io.write_checkpoint
-  monkeypatch.setattr(io, "write_checkpoint", lambda *a, **k: written.append(
-      _records_written(k["state_arrays"], "current/")) or original(*a, **k))
+  monkeypatch.setattr(
+    io,
+    "write_checkpoint",
+    lambda *a, **k: (
+      written.append(_records_written(k["state_arrays"], "current/")) or original(*a, **k)
+    ),
+  )
   ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
-  lt.gradient_descent(ws, lt.losses.target(jnp.ones((2, 3))), lr=0.05, steps=40, record_every=3,
-                      checkpoint=tmp_path / "c.npz", checkpoint_every=7)
+  lt.gradient_descent(
+    ws,
+    lt.losses.target(jnp.ones((2, 3))),
+    lr=0.05,
+    steps=40,
+    record_every=3,
+    checkpoint=tmp_path / "c.npz",
+    checkpoint_every=7,
+  )
   assert written == [3, 6, 9, 12, 14]
 
 
@@ -134,8 +159,9 @@ def test_user_loss_importable_by_name_needs_nothing_on_resume(tmp_path):
 def test_resume_needs_a_closure_loss_and_notices_another_one(tmp_path):
   path = tmp_path / "closure.npz"
   ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
-  traj = lt.gradient_descent(ws, _closure_loss(1.0), lr=0.1, steps=12, checkpoint=path,
-                             checkpoint_every=5)
+  traj = lt.gradient_descent(
+    ws, _closure_loss(1.0), lr=0.1, steps=12, checkpoint=path, checkpoint_every=5
+  )
   with pytest.raises(ValueError, match="pass it"):
     lt.resume(path)
   with pytest.raises(ValueError, match="another loss"):  # same name, other data in the closure
@@ -147,18 +173,22 @@ def test_resume_refuses_float64_checkpoint_without_x64(tmp_path):
   path = tmp_path / "f64.npz"
   with jax.enable_x64(True):
     ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5, dtype=jnp.float64)
-    lt.gradient_descent(ws, lt.losses.target(jnp.ones((2, 3))), lr=0.1, steps=5, checkpoint=path,
-                        checkpoint_every=2)
+    lt.gradient_descent(
+      ws, lt.losses.target(jnp.ones((2, 3))), lr=0.1, steps=5, checkpoint=path, checkpoint_every=2
+    )
   with pytest.raises(ValueError, match="enable_x64"):
     lt.resume(path)
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     (dict(checkpoint="x.npz"), "both"),
     (dict(checkpoint_every=10), "both"),
     (dict(checkpoint="x.npz", checkpoint_every=0), "checkpoint_every"),
     (dict(checkpoint="x.npz", checkpoint_every=2.5), "checkpoint_every"),
-])
+  ],
+)
 def test_bad_checkpoint_arguments(kwargs, match):
   ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
   with pytest.raises(ValueError, match=match):
@@ -168,6 +198,12 @@ def test_bad_checkpoint_arguments(kwargs, match):
 def test_numpy_integer_checkpoint_every(tmp_path):
   ws = lt.init.balanced(jax.random.PRNGKey(0), (2, 2, 1), std=0.5)
   path = tmp_path / "ckpt.npz"
-  traj = lt.gradient_descent(ws, lt.losses.target(jnp.ones((1, 2))), lr=0.1, steps=20, checkpoint=path,
-                             checkpoint_every=np.int64(5))
+  traj = lt.gradient_descent(
+    ws,
+    lt.losses.target(jnp.ones((1, 2))),
+    lr=0.1,
+    steps=20,
+    checkpoint=path,
+    checkpoint_every=np.int64(5),
+  )
   np.testing.assert_array_equal(lt.resume(path).loss, traj.loss)

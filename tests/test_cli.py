@@ -12,8 +12,23 @@ from lintraj.cli import main
 
 def test_run_writes_trajectory_summary_and_figure(tmp_path, capsys):
   out = tmp_path / "run"
-  code = main(["run", "--dims", "6,4,4,1", "--std", "0.1", "--lr", "0.05", "--steps", "300",
-               "--record-every", "10", "--out", str(out)])
+  code = main(
+    [
+      "run",
+      "--dims",
+      "6,4,4,1",
+      "--std",
+      "0.1",
+      "--lr",
+      "0.05",
+      "--steps",
+      "300",
+      "--record-every",
+      "10",
+      "--out",
+      str(out),
+    ]
+  )
   assert code == 0
   traj, meta = lt.load(out / "trajectory.npz")
   assert meta["dims"] == [6, 4, 4, 1] and meta["lr"] == 0.05 and meta["steps"] == 300
@@ -28,9 +43,31 @@ def test_run_with_target_file_in_float64(tmp_path):
   phi = np.arange(6.0).reshape(2, 3) / 10
   np.save(tmp_path / "phi.npy", phi)
   out = tmp_path / "run64"
-  assert main(["run", "--dims", "3,5,2", "--target", str(tmp_path / "phi.npy"), "--std", "0.5",
-               "--lr", "0.2", "--steps", "3000", "--record-every", "100", "--x64", "--sharpness-every", "10",
-               "--out", str(out)]) == 0
+  assert (
+    main(
+      [
+        "run",
+        "--dims",
+        "3,5,2",
+        "--target",
+        str(tmp_path / "phi.npy"),
+        "--std",
+        "0.5",
+        "--lr",
+        "0.2",
+        "--steps",
+        "3000",
+        "--record-every",
+        "100",
+        "--x64",
+        "--sharpness-every",
+        "10",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   traj, _ = lt.load(out / "trajectory.npz")
   assert traj.loss.dtype == np.float64 and traj.final[0].dtype == np.float64
   np.testing.assert_allclose(lt.end_to_end(tuple(traj.final)), phi, atol=1e-5)
@@ -44,5 +81,7 @@ def test_run_reports_bad_input(tmp_path, capsys):
   assert main(["run", "--dims", "4,2,3", "--std", "0.1", "--out", str(tmp_path / "x")]) == 2
   assert "bottleneck" in capsys.readouterr().err
   assert not os.path.exists(tmp_path / "x" / "trajectory.npz")
-  assert main(["run", "--dims", "4,2,1", "--sharpness-every", "-1", "--out", str(tmp_path / "y")]) == 2
+  assert (
+    main(["run", "--dims", "4,2,1", "--sharpness-every", "-1", "--out", str(tmp_path / "y")]) == 2
+  )
   assert "--sharpness-every" in capsys.readouterr().err

@@ -5,10 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lintraj as lt
-from lintraj import _engine, recording
+from lintraj import recording
 from tests import numpy_reference as ref
 
 DIMS = [(5, 7, 4, 3), (6, 9, 5, 8, 1), (3, 3), (4, 6, 2), (2, 5, 6, 7, 3)]
@@ -34,7 +35,13 @@ def test_matches_numpy_reference_float64(x64, dims):
   assert traj.loss.dtype == jnp.float64
   assert len(records) == traj.step.shape[0] == 37 // 4 + 1
   np.testing.assert_array_equal(traj.step, np.arange(10) * 4)
-  for name in ("loss", "balancedness", "deficiency_margin", "grad_norm", "end_to_end_singular_values"):
+  for name in (
+    "loss",
+    "balancedness",
+    "deficiency_margin",
+    "grad_norm",
+    "end_to_end_singular_values",
+  ):
     assert _rel_err(getattr(traj, name), [r[name] for r in records]) <= 1e-12, name
   for j, sv in enumerate(traj.layer_singular_values):
     assert _rel_err(sv, [r["layer_singular_values"][j] for r in records]) <= 1e-12
@@ -43,23 +50,39 @@ def test_matches_numpy_reference_float64(x64, dims):
   assert traj.diverged_step is None
 
 
+@jax.jit
+def _jitted_record(ws, loss):
+  value, grads = jax.value_and_grad(lambda v: loss(lt.end_to_end(v)))(ws)
+  return recording.record(ws, value, grads, loss.target)
+
+
 @settings(max_examples=25, deadline=None)
 @given(depth=st.integers(1, 6), data=st.data())
 def test_metrics_match_numpy_for_random_shapes(depth, data):
   dims = tuple(data.draw(st.integers(1, 12)) for _ in range(depth + 1))
   seed = data.draw(st.integers(0, 2**16))
+  rng = np.random.default_rng(seed)  # NumPy draws: the test is of the record, not of init
+  ws = [rng.normal(size=(b, a)) * 0.6 / np.sqrt(max(dims)) for a, b in zip(dims[:-1], dims[1:])]
+  phi = rng.normal(size=(dims[-1], dims[0]))
+  phi /= np.linalg.norm(phi)
+  expected = ref.metrics(ws, phi)
   with jax.enable_x64(True):
-    ws, phi = _problem(dims, seed)
-    expected = ref.metrics(ws, np.asarray(phi))
-    rec = recording.record(ws, lt.losses.target(phi)(lt.end_to_end(ws)),
-                               jax.grad(lambda v: lt.losses.target(phi)(lt.end_to_end(v)))(ws), phi)
-    for name in ("loss", "balancedness", "deficiency_margin", "grad_norm", "end_to_end_singular_values"):
+    rec = _jitted_record(tuple(jnp.asarray(w) for w in ws), lt.losses.target(phi))  # jitted: one compile, not one per op
+    for name in (
+      "loss",
+      "balancedness",
+      "deficiency_margin",
+      "grad_norm",
+      "end_to_end_singular_values",
+    ):
       np.testing.assert_allclose(rec[name], expected[name], rtol=1e-11, atol=1e-13, err_msg=name)
     for got, want in zip(rec["layer_singular_values"], expected["layer_singular_values"]):
       np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
 
 
-@pytest.mark.parametrize("steps,record_every", [(0, 1), (0, 5), (10, 1), (10, 3), (10, 10), (12, 4)])
+@pytest.mark.parametrize(
+  "steps,record_every", [(0, 1), (0, 5), (10, 1), (10, 3), (10, 10), (12, 4)]
+)
 def test_record_every_semantics(x64, steps, record_every):
   """Records at steps 0, k, 2k, ..., T = steps // k + 1; final is after all steps."""
   ws, phi = _problem((3, 4, 2))
@@ -77,8 +100,10 @@ def test_record_every_semantics(x64, steps, record_every):
 def test_record_every_larger_than_steps_is_refused():
   """It would record step 0 only (a converged run whose summary showed its initial loss)."""
   ws, phi = _problem((3, 4, 2))
-  for run in (lambda **k: lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, **k),
-              lambda **k: lt.train(ws, lt.losses.target(phi), optax.sgd(0.1), **k)):
+  for run in (
+    lambda **k: lt.gradient_descent(ws, lt.losses.target(phi), lr=0.1, **k),
+    lambda **k: lt.train(ws, lt.losses.target(phi), optax.sgd(0.1), **k),
+  ):
     with pytest.raises(ValueError, match="record_every=1000 is larger than steps=100"):
       run(steps=100, record_every=1000)
 
@@ -89,8 +114,9 @@ def test_float32_by_default_and_close_to_float64():
   assert traj32.loss.dtype == jnp.float32 and traj32.final[0].dtype == jnp.float32
   with jax.enable_x64(True):
     ws64 = tuple(jnp.asarray(w, jnp.float64) for w in ws)
-    traj64 = lt.gradient_descent(ws64, lt.losses.target(jnp.asarray(phi, jnp.float64)), lr=0.1, steps=50,
-                                 record_every=5)
+    traj64 = lt.gradient_descent(
+      ws64, lt.losses.target(jnp.asarray(phi, jnp.float64)), lr=0.1, steps=50, record_every=5
+    )
   assert traj64.loss.dtype == jnp.float64
   np.testing.assert_allclose(traj32.loss, traj64.loss, rtol=1e-4)
 
@@ -123,7 +149,9 @@ def test_train_with_sgd_equals_gradient_descent(x64):
 
 def test_train_with_momentum_matches_numpy_heavy_ball(x64):
   ws, phi = _problem((3, 4, 2))
-  traj = lt.train(ws, lt.losses.target(phi), optax.sgd(0.05, momentum=0.9), steps=20, record_every=20)
+  traj = lt.train(
+    ws, lt.losses.target(phi), optax.sgd(0.05, momentum=0.9), steps=20, record_every=20
+  )
   w_np = [np.asarray(w) for w in ws]
   velocity = [np.zeros_like(w) for w in w_np]
   for _ in range(20):
@@ -136,7 +164,7 @@ def test_train_with_momentum_matches_numpy_heavy_ball(x64):
 
 def test_target_free_loss_has_nan_margin():
   ws, _ = _problem((3, 4, 2))
-  traj = lt.gradient_descent(ws, lambda w: jnp.sum(w ** 2), lr=0.1, steps=5)
+  traj = lt.gradient_descent(ws, lambda w: jnp.sum(w**2), lr=0.1, steps=5)
   assert np.all(np.isnan(traj.deficiency_margin))
   assert np.all(np.isfinite(traj.loss)) and traj.loss[-1] < traj.loss[0]
 
@@ -158,10 +186,14 @@ def test_divergence_is_flagged_and_earlier_records_are_intact(x64):
 
 
 def _valid():
-  return lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=1.0), lt.losses.target(jnp.ones((2, 3)))
+  return lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=1.0), lt.losses.target(
+    jnp.ones((2, 3))
+  )
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     (dict(weights=(jnp.ones((4, 3)), jnp.ones((2, 5)))), "do not chain"),
     (dict(weights=(jnp.ones(3),)), "2-D"),
     (dict(weights=()), "non-empty"),
@@ -174,7 +206,8 @@ def _valid():
     (dict(steps=2.5), "steps must be"),
     (dict(record_every=0), "record_every must be"),
     (dict(loss="mse"), "loss must be"),
-])
+  ],
+)
 def test_bad_input_raises_before_tracing(change, match, compiles):
   ws, loss = _valid()
   kwargs = dict(weights=ws, loss=loss, lr=0.1, steps=5, record_every=1) | change
@@ -197,7 +230,9 @@ def test_divergence_at_the_last_step_is_reported():
   assert longer.diverged_step is not None
   last = lt.gradient_descent(weights, loss, lr=3.0, steps=longer.diverged_step, record_every=1)
   assert np.isnan(last.loss[-1]) and last.diverged_step == longer.diverged_step
-  batch = lt.batch_gradient_descent(tuple(w[None] for w in weights), loss, lr=3.0, steps=longer.diverged_step)
+  batch = lt.batch_gradient_descent(
+    tuple(w[None] for w in weights), loss, lr=3.0, steps=longer.diverged_step
+  )
   assert batch.diverged_step.tolist() == [longer.diverged_step]
 
 

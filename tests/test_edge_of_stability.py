@@ -21,10 +21,13 @@ from lintraj.reproductions import edge_of_stability as eos
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
   out = tmp_path_factory.mktemp("eos")
-  assert main(["reproduce", "edge-of-stability", "--quick", "--out", str(out), "--no-progress"]) == 0
+  assert (
+    main(["reproduce", "edge-of-stability", "--quick", "--out", str(out), "--no-progress"]) == 0
+  )
 
   def reject(constant):
     raise ValueError(f"the JSON holds {constant}, which is not strict JSON")
+
   with open(out / "edge-of-stability.json") as f:
     return json.load(f, parse_constant=reject)
 
@@ -38,13 +41,14 @@ def _all_lanes(study):
 
 
 def _flow_sharpness(magnitudes, phi):
-  """GFS sharpness by np.roots: the largest real root x of prod_i (w_i^2 + x) = phi^2, then sum phi^2 / (w_i^2 + x)."""
+  """GFS sharpness by np.roots: the largest real root x of prod_i (w_i^2 + x) = phi^2, then sum
+  phi^2 / (w_i^2 + x)."""
   a = np.asarray(magnitudes, float) ** 2
   coefficients = np.poly(-a)
-  coefficients[-1] -= phi ** 2
+  coefficients[-1] -= phi**2
   roots = np.roots(coefficients)
   x = max(r.real for r in roots if abs(r.imag) < 1e-9 and r.real > -a.min())
-  return float(np.sum(phi ** 2 / (a + x)))
+  return float(np.sum(phi**2 / (a + x)))
 
 
 def _dense_sharpness(weights, target):
@@ -90,15 +94,27 @@ def test_every_converged_lane_lies_between_s_min_and_two_over_lr(study):
   for problem, row in converged:
     assert row["final_loss"] <= 1e-12
     assert row["two_over_lr"] == pytest.approx(2 / row["lr"], rel=1e-14)
-    assert row["final_sharpness"] <= row["two_over_lr"] * (1 + 1e-6), (problem, row["start"], row["fraction"])
-    assert row["final_sharpness"] >= study["s_min"][problem] * (1 - 1e-9), (problem, row["start"], row["fraction"])
+    assert row["final_sharpness"] <= row["two_over_lr"] * (1 + 1e-6), (
+      problem,
+      row["start"],
+      row["fraction"],
+    )
+    assert row["final_sharpness"] >= study["s_min"][problem] * (1 - 1e-9), (
+      problem,
+      row["start"],
+      row["fraction"],
+    )
 
 
 def test_no_lane_converges_above_two_over_s_min(study):
   above = [(p, row) for p, row in _all_lanes(study) if row["fraction"] > 1]
   assert above
   for problem, row in above:
-    assert row["outcome"] != "converged" and row["tail_loss"][0] > 1e-3, (problem, row["start"], row["fraction"])
+    assert row["outcome"] != "converged" and row["tail_loss"][0] > 1e-3, (
+      problem,
+      row["start"],
+      row["fraction"],
+    )
   assert study["checks"]["converged_above_flattest_edge"] == 0
 
 
@@ -109,7 +125,7 @@ def test_balanced_scalar_starts_sharpen_to_the_flattest_minimum(study):
       if row["start"] == "balanced" and row["fraction"] < 1:
         assert row["outcome"] == "converged"
         assert row["final_sharpness"] == pytest.approx(s_min, rel=1e-9)
-        assert row["initial_sharpness"] < 0.05 * s_min   # progressive sharpening from a small start
+        assert row["initial_sharpness"] < 0.05 * s_min  # progressive sharpening from a small start
         assert row["gfs_initial"] == pytest.approx(s_min, rel=1e-9)
 
 
@@ -124,12 +140,12 @@ def test_unbalanced_starts_self_balance_to_just_below_the_edge(study):
         continue
       assert row["gfs_initial"] == pytest.approx(flow, rel=1e-9)
       assert row["outcome"] == "converged"
-      if row["two_over_lr"] < flow:   # the gradient-flow minimum is too sharp for this lr
+      if row["two_over_lr"] < flow:  # the gradient-flow minimum is too sharp for this lr
         window += 1
         assert 0.98 <= row["final_sharpness_over_edge"] <= 1 + 1e-9, row["fraction"]
-        assert row["steps_above_edge"] > 0 and row["loss_increases"] > 0   # non-monotone loss
+        assert row["steps_above_edge"] > 0 and row["loss_increases"] > 0  # non-monotone loss
         assert row["final_balancedness"] < 0.9 * row["initial_balancedness"]
-      else:                            # GD lands at most 2% flatter than gradient flow would
+      else:  # GD lands at most 2% flatter than gradient flow would
         assert 0.98 * flow <= row["final_sharpness"] <= flow * (1 + 1e-9), row["fraction"]
     assert window >= 2, problem
   matrix = study["checks"]["self_balancing"]["matrix"]
@@ -140,22 +156,30 @@ def test_unbalanced_starts_self_balance_to_just_below_the_edge(study):
 def test_scalar_sharpness_matches_closed_forms_at_the_final_weights(study):
   phi = study["protocol"]["phi"]
   for problem in _scalar_problems(study):
-    if int(problem[2:]) >= 3:   # GD never raised the GFS sharpness (at depth 2 a catapult step can)
+    if int(problem[2:]) >= 3:  # GD never raised the GFS sharpness (at depth 2 a catapult step can)
       assert study["checks"]["gfs_max_relative_increase"][problem] <= 1e-12
       assert not study["checks"]["gfs_raised"][problem]
     for row in study["lanes"][problem]:
       w = np.array([layer[0][0] for layer in row["final_weights"]])
       if row["outcome"] == "converged":
-        jacobian = np.prod(w) / w                          # d(w_N...w_1)/dw_i at the minimum
-        assert row["final_sharpness"] == pytest.approx(np.sum(jacobian ** 2), rel=1e-6)
+        jacobian = np.prod(w) / w  # d(w_N...w_1)/dw_i at the minimum
+        assert row["final_sharpness"] == pytest.approx(np.sum(jacobian**2), rel=1e-6)
         assert row["gfs_final"] == pytest.approx(_flow_sharpness(np.abs(w), phi), rel=1e-6)
 
 
 def test_dense_hessian_at_the_final_point_of_an_edge_lane(study, x64):
   phi = study["protocol"]["phi"]
   depth = study["protocol"]["showcase_depth"]
-  scalar = next(row for row in study["lanes"][f"N={depth}"] if row["start"] == "unbalanced" and row["fraction"] == 0.9)
-  matrix = next(row for row in study["lanes"]["matrix"] if row["start"] == "unbalanced" and row["fraction"] == 0.8)
+  scalar = next(
+    row
+    for row in study["lanes"][f"N={depth}"]
+    if row["start"] == "unbalanced" and row["fraction"] == 0.9
+  )
+  matrix = next(
+    row
+    for row in study["lanes"]["matrix"]
+    if row["start"] == "unbalanced" and row["fraction"] == 0.8
+  )
   for row, target in ((scalar, [[phi]]), (matrix, study["target"])):
     dense = _dense_sharpness(row["final_weights"], target)
     assert row["final_sharpness"] == pytest.approx(dense, rel=1e-11)
@@ -170,11 +194,15 @@ def test_orbits_straddle_the_edge_and_their_two_step_mean_sits_above_it(study):
     assert low < row["two_over_lr"] < high, (problem, row["fraction"])
     assert 1.0 < row["tail_two_step_mean_over_edge"] < 1.2
     if problem != "matrix" and row["start"] == "unbalanced":
-      assert row["final_balancedness"] < 1e-10   # the scalar layers end exactly balanced (up to signs)
+      assert (
+        row["final_balancedness"] < 1e-10
+      )  # the scalar layers end exactly balanced (up to signs)
   edge = study["showcase"]["unbalanced/0.9"]
   low, high = edge["unstable_phase_sharpness_over_edge"]
-  assert low < 0.5 and high > 1.5                   # the iterates' sharpness swings far around 2/lr ...
-  assert 0.98 < edge["unstable_phase_two_step_mean_over_edge"][1] < 1.01   # ... its two-step mean hovers at it
+  assert low < 0.5 and high > 1.5  # the iterates' sharpness swings far around 2/lr ...
+  assert (
+    0.98 < edge["unstable_phase_two_step_mean_over_edge"][1] < 1.01
+  )  # ... its two-step mean hovers at it
 
 
 def test_gradient_flow_sharpness_matches_np_roots():
@@ -182,7 +210,9 @@ def test_gradient_flow_sharpness_matches_np_roots():
   magnitudes = rng.uniform(0.05, 3.0, size=(20, 4))
   expected = [_flow_sharpness(m, 1.7) for m in magnitudes]
   np.testing.assert_allclose(theory.gradient_flow_sharpness(magnitudes, 1.7), expected, rtol=1e-10)
-  assert theory.flattest_sharpness(4, 1.7) == pytest.approx(float(theory.gradient_flow_sharpness(np.full(4, 0.3), 1.7)))
+  assert theory.flattest_sharpness(4, 1.7) == pytest.approx(
+    float(theory.gradient_flow_sharpness(np.full(4, 0.3), 1.7))
+  )
 
 
 def test_classify_tail():
@@ -190,5 +220,8 @@ def test_classify_tail():
   assert eos.classify_tail(ones * 1e-13, ones, ones, False) == ("converged", 1)
   assert eos.classify_tail(ones, ones, ones * 1e-9, False) == ("stalled", 1)
   assert eos.classify_tail(np.tile([1.0, 2.0, 3.0, 4.0], 10), ones, ones, False) == ("period-4", 4)
-  assert eos.classify_tail(np.geomspace(1, 1e-6, 400), np.ones(400), np.ones(400), False) == ("converging", 0)
+  assert eos.classify_tail(np.geomspace(1, 1e-6, 400), np.ones(400), np.ones(400), False) == (
+    "converging",
+    0,
+  )
   assert eos.classify_tail(ones, ones, ones, True) == ("diverged", 0)

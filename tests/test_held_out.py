@@ -71,8 +71,9 @@ def problem(x64):
 def test_validation_loss_is_the_held_out_loss_of_the_iterates(problem):
   ws, data = problem
   train_loss, held_out = _losses(*data)
-  traj = lt.gradient_descent(ws, train_loss, lr=0.05, steps=300, record_every=10,
-                             validation=held_out)
+  traj = lt.gradient_descent(
+    ws, train_loss, lr=0.05, steps=300, record_every=10, validation=held_out
+  )
   expected = _numpy_held_out(ws, *data, lr=0.05, steps=300, every=10)
   np.testing.assert_allclose(traj.validation_loss, expected, rtol=1e-10)
   first = int(np.argmin(expected))
@@ -87,12 +88,21 @@ def test_validation_loss_is_the_held_out_loss_of_the_iterates(problem):
 def test_patience_stops_where_the_recorded_curve_says(problem, patience, min_delta):
   ws, data = problem
   train_loss, held_out = _losses(*data)
-  full = lt.gradient_descent(ws, train_loss, lr=0.05, steps=300, record_every=10,
-                             validation=held_out)
+  full = lt.gradient_descent(
+    ws, train_loss, lr=0.05, steps=300, record_every=10, validation=held_out
+  )
   stop, best = _stop_record(np.asarray(full.validation_loss), patience, min_delta)
   assert stop is not None
-  traj = lt.gradient_descent(ws, train_loss, lr=0.05, steps=300, record_every=10,
-                             validation=held_out, patience=patience, min_delta=min_delta)
+  traj = lt.gradient_descent(
+    ws,
+    train_loss,
+    lr=0.05,
+    steps=300,
+    record_every=10,
+    validation=held_out,
+    patience=patience,
+    min_delta=min_delta,
+  )
   assert traj.stopped_step == 10 * stop and traj.best_step == 10 * best
   np.testing.assert_array_equal(traj.validation_loss[: stop + 1], full.validation_loss[: stop + 1])
   assert np.all(traj.loss[stop:] == traj.loss[stop])  # frozen from the stop on
@@ -108,20 +118,28 @@ def test_train_and_batched_runs_keep_their_best_records_lane_by_lane(problem):
   batch, lrs, _ = lt.sweep.grid("gaussian", DIMS, std=[0.3, 0.5], lr=[0.02, 0.05])
   batch = tuple(np.asarray(w, np.float64) for w in batch)
   kwargs = dict(steps=200, record_every=10, patience=2)
-  got = lt.batch_gradient_descent(batch, [train_loss] * 4, lr=lrs, validation=[held_out, other] * 2,
-                                  **kwargs)
+  got = lt.batch_gradient_descent(
+    batch, [train_loss] * 4, lr=lrs, validation=[held_out, other] * 2, **kwargs
+  )
   for b in range(4):
-    single = lt.gradient_descent(tuple(w[b] for w in batch), train_loss, lr=float(lrs[b]),
-                                 validation=[held_out, other][b % 2], **kwargs)
+    single = lt.gradient_descent(
+      tuple(w[b] for w in batch),
+      train_loss,
+      lr=float(lrs[b]),
+      validation=[held_out, other][b % 2],
+      **kwargs,
+    )
     one = lt.sweep.lane(got, b)
     assert (one.best_step, one.stopped_step) == (single.best_step, single.stopped_step)
     np.testing.assert_allclose(one.validation_loss, single.validation_loss, rtol=1e-10)
     for a, c in zip(one.best, single.best):
       np.testing.assert_allclose(a, c, rtol=1e-10)
-  adam = lt.batch_train(batch, train_loss, optax.adam, hyperparams={"learning_rate": lrs},
-                        validation=held_out, **kwargs)
-  single = lt.train(tuple(w[3] for w in batch), train_loss, optax.adam(float(lrs[3])),
-                    validation=held_out, **kwargs)
+  adam = lt.batch_train(
+    batch, train_loss, optax.adam, hyperparams={"learning_rate": lrs}, validation=held_out, **kwargs
+  )
+  single = lt.train(
+    tuple(w[3] for w in batch), train_loss, optax.adam(float(lrs[3])), validation=held_out, **kwargs
+  )
   assert adam.best_step[3] == single.best_step and adam.stopped_step[3] == single.stopped_step
   np.testing.assert_allclose(adam.validation_loss[3], single.validation_loss, rtol=1e-10)
 
@@ -129,8 +147,9 @@ def test_train_and_batched_runs_keep_their_best_records_lane_by_lane(problem):
 def test_saved_trajectories_keep_the_held_out_fields(problem, tmp_path):
   ws, data = problem
   train_loss, held_out = _losses(*data)
-  traj = lt.gradient_descent(ws, train_loss, lr=0.05, steps=100, record_every=10,
-                             validation=held_out, patience=2)
+  traj = lt.gradient_descent(
+    ws, train_loss, lr=0.05, steps=100, record_every=10, validation=held_out, patience=2
+  )
   lt.save(tmp_path / "t.npz", traj)
   loaded, _ = lt.load(tmp_path / "t.npz")
   assert loaded.best_step == traj.best_step
@@ -140,21 +159,26 @@ def test_saved_trajectories_keep_the_held_out_fields(problem, tmp_path):
   assert "validation_loss" in repr(traj) and "best_step" in repr(traj)
 
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
     (dict(patience=2), "pass validation="),
     (dict(validation="held", patience=0), "patience must be"),
     (dict(validation="held", min_delta=-1.0), "min_delta"),
     (dict(validation="held", checkpoint="c.npz", checkpoint_every=5), "not supported yet"),
     (dict(validation=["held"]), "same kind as loss"),
     (dict(validation=lambda w: w), "real scalar"),
-])
-def test_bad_held_out_arguments_raise_before_running(kwargs, match, tmp_path, monkeypatch,
-                                                     compiles):
+  ],
+)
+def test_bad_held_out_arguments_raise_before_running(
+  kwargs, match, tmp_path, monkeypatch, compiles
+):
   monkeypatch.chdir(tmp_path)
   x, y, x_test, y_test = _problem()
   train_loss, held_out = _losses(*(jnp.asarray(a, jnp.float32) for a in (x, y, x_test, y_test)))
-  kwargs = {k: ([held_out] if v == ["held"] else held_out if v == "held" else v)
-            for k, v in kwargs.items()}
+  kwargs = {
+    k: ([held_out] if v == ["held"] else held_out if v == "held" else v) for k, v in kwargs.items()
+  }
   ws = lt.init.gaussian(jax.random.PRNGKey(1), DIMS, std=0.3)
   with pytest.raises(ValueError, match=match):
     lt.gradient_descent(ws, train_loss, lr=0.05, steps=10, **kwargs)

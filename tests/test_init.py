@@ -7,8 +7,16 @@ import pytest
 
 import lintraj as lt
 
-BALANCED_DIMS = [(5, 5), (6, 3), (3, 6), (8, 4, 4, 2), (4, 9, 6, 7, 3), (10, 3, 5, 1), (1, 4, 2, 6),
-                 (7, 7, 7, 7, 7, 7)]
+BALANCED_DIMS = [
+  (5, 5),
+  (6, 3),
+  (3, 6),
+  (8, 4, 4, 2),
+  (4, 9, 6, 7, 3),
+  (10, 3, 5, 1),
+  (1, 4, 2, 6),
+  (7, 7, 7, 7, 7, 7),
+]
 
 
 @pytest.mark.parametrize("dims", BALANCED_DIMS)
@@ -23,8 +31,8 @@ def test_balanced_product_and_balancedness_exact_in_float64(x64, dims):
   root = np.linalg.svd(np.asarray(a), compute_uv=False) ** (1 / (len(dims) - 1))
   for w in ws:
     sv = np.linalg.svd(np.asarray(w), compute_uv=False)
-    np.testing.assert_allclose(sv[:root.size], root, rtol=1e-10)
-    assert np.all(sv[root.size:] <= 1e-12)
+    np.testing.assert_allclose(sv[: root.size], root, rtol=1e-10)
+    assert np.all(sv[root.size :] <= 1e-12)
 
 
 def test_balanced_random_end_to_end_has_requested_std(x64):
@@ -57,12 +65,17 @@ def test_orthogonal_layers_are_scaled_semi_orthogonal(x64, dims):
   for w in ws:
     w = np.asarray(w)
     gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-    np.testing.assert_allclose(gram, 1.7 ** 2 * np.eye(min(w.shape)), atol=1e-12)
+    np.testing.assert_allclose(gram, 1.7**2 * np.eye(min(w.shape)), atol=1e-12)
 
 
-@pytest.mark.parametrize("call,match", [
+@pytest.mark.parametrize(
+  "call,match",
+  [
     (lambda: lt.init.balanced(jax.random.PRNGKey(0), (4, 2, 3), std=1.0), "bottleneck"),
-    (lambda: lt.init.balanced(jax.random.PRNGKey(0), (4, 3), std=1.0, end_to_end=np.ones((3, 4))), "exactly one"),
+    (
+      lambda: lt.init.balanced(jax.random.PRNGKey(0), (4, 3), std=1.0, end_to_end=np.ones((3, 4))),
+      "exactly one",
+    ),
     (lambda: lt.init.balanced(jax.random.PRNGKey(0), (4, 3)), "exactly one"),
     (lambda: lt.init.balanced(None, (4, 3), end_to_end=np.ones((4, 3))), "must be"),
     (lambda: lt.init.balanced(None, (4, 3), std=1.0), "PRNG key"),
@@ -70,8 +83,12 @@ def test_orthogonal_layers_are_scaled_semi_orthogonal(x64, dims):
     (lambda: lt.init.gaussian(jax.random.PRNGKey(0), (4, 3), std=-1.0), "std must be"),
     (lambda: lt.init.gaussian(jax.random.PRNGKey(0), (4, 0, 3), std=1.0), ">= 1"),
     (lambda: lt.init.residual((4, 4, 3)), "equal widths"),
-    (lambda: lt.init.balanced(None, (2, 2), end_to_end=np.array([[np.nan, 1], [0, 1]])), "non-finite"),
-])
+    (
+      lambda: lt.init.balanced(None, (2, 2), end_to_end=np.array([[np.nan, 1], [0, 1]])),
+      "non-finite",
+    ),
+  ],
+)
 def test_bad_input(call, match):
   with pytest.raises(ValueError, match=match):
     call()

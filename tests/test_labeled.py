@@ -72,18 +72,24 @@ def test_round_trip_through_save_and_load(sweep, tmp_path):
   table, traj = sweep
   path = lt.save(tmp_path / "sweep.npz", traj, table={k: v.tolist() for k, v in table.items()})
   loaded, meta = lt.load(path)
-  pd.testing.assert_frame_equal(labeled.to_dataframe(meta["table"], loaded, threshold=0.05),
-                                labeled.to_dataframe(table, traj, threshold=0.05))
-  xr.testing.assert_identical(labeled.to_dataset(meta["table"], loaded),
-                              labeled.to_dataset(table, traj))
+  pd.testing.assert_frame_equal(
+    labeled.to_dataframe(meta["table"], loaded, threshold=0.05),
+    labeled.to_dataframe(table, traj, threshold=0.05),
+  )
+  xr.testing.assert_identical(
+    labeled.to_dataset(meta["table"], loaded), labeled.to_dataset(table, traj)
+  )
 
 
-@pytest.mark.parametrize("make, match", [
+@pytest.mark.parametrize(
+  "make, match",
+  [
     (lambda t, tr: (dict(t, std=t["std"][:3]), tr), "one value per lane"),
     (lambda t, tr: ({}, tr), "non-empty dict"),
     (lambda t, tr: (dict(t, final_loss=t["lr"]), tr), "clashes"),
     (lambda t, tr: (t, lt.sweep.lane(tr, 0)), "batched"),
-])
+  ],
+)
 def test_bad_input(sweep, make, match):
   table, traj = make(*sweep)
   for convert in (labeled.to_dataframe, labeled.to_dataset):

@@ -25,7 +25,7 @@ def _unflat(theta, shapes):
   out, start = [], 0
   for shape in shapes:
     size = shape[0] * shape[1]
-    out.append(theta[start:start + size].reshape(shape))
+    out.append(theta[start : start + size].reshape(shape))
     start += size
   return out
 
@@ -44,8 +44,13 @@ def _finite_difference_hessian(ws, grad_end_to_end, h=1e-5):
   for a in range(theta.size):
     step = np.zeros_like(theta)
     step[a] = h
-    columns.append((_numpy_gradient(theta + step, shapes, grad_end_to_end)
-                    - _numpy_gradient(theta - step, shapes, grad_end_to_end)) / (2 * h))
+    columns.append(
+      (
+        _numpy_gradient(theta + step, shapes, grad_end_to_end)
+        - _numpy_gradient(theta - step, shapes, grad_end_to_end)
+      )
+      / (2 * h)
+    )
   hess = np.stack(columns, axis=1)
   return (hess + hess.T) / 2
 
@@ -89,8 +94,12 @@ def test_hvp_matches_dense_hessian_for_flat_and_tuple_vectors(x64):
   loss = lt.losses.target(phi)
   dense = np.asarray(landscape.hessian(ws, loss))
   v = np.random.default_rng(0).normal(size=dense.shape[0])
-  np.testing.assert_allclose(landscape.hvp(ws, loss, jnp.asarray(v)), dense @ v, rtol=1e-10, atol=1e-12)
-  as_tuple = landscape.hvp(ws, loss, tuple(jnp.asarray(x) for x in _unflat(v, [w.shape for w in ws])))
+  np.testing.assert_allclose(
+    landscape.hvp(ws, loss, jnp.asarray(v)), dense @ v, rtol=1e-10, atol=1e-12
+  )
+  as_tuple = landscape.hvp(
+    ws, loss, tuple(jnp.asarray(x) for x in _unflat(v, [w.shape for w in ws]))
+  )
   np.testing.assert_allclose(_flat(as_tuple), dense @ v, rtol=1e-10, atol=1e-12)
 
 
@@ -98,14 +107,16 @@ def test_hvp_matches_dense_hessian_for_flat_and_tuple_vectors(x64):
 
 
 def test_lanczos_top_and_bottom_five_match_dense_eigvalsh(x64):
-  ws, phi = _network((6, 5, 4, 3), seed=1)                         # P = 62, m = 45 < P
+  ws, phi = _network((6, 5, 4, 3), seed=1)  # P = 62, m = 45 < P
   loss = lt.losses.target(phi)
   dense = np.linalg.eigvalsh(np.asarray(landscape.hessian(ws, loss)))
   top = landscape.top_eigenvalues(ws, loss, 5, num_iterations=45)
   bottom = landscape.bottom_eigenvalues(ws, loss, 5, num_iterations=45)
   np.testing.assert_allclose(top, dense[::-1][:5], rtol=0, atol=1e-8)
   np.testing.assert_allclose(bottom, dense[:5], rtol=0, atol=1e-8)
-  np.testing.assert_allclose(landscape.top_eigenvalues(ws, loss, 5, method="dense"), dense[::-1][:5], rtol=1e-12)
+  np.testing.assert_allclose(
+    landscape.top_eigenvalues(ws, loss, 5, method="dense"), dense[::-1][:5], rtol=1e-12
+  )
 
 
 def test_lanczos_recovers_multiplicities_at_the_depth2_origin_by_restarting(x64):
@@ -115,14 +126,16 @@ def test_lanczos_recovers_multiplicities_at_the_depth2_origin_by_restarting(x64)
   phi = jnp.diag(jnp.array([3.0, 2.0, 1.0]))
   origin = (jnp.zeros((2, 3)), jnp.zeros((3, 2)))
   loss = lt.losses.target(phi)
-  np.testing.assert_allclose(landscape.top_eigenvalues(origin, loss, 6, num_iterations=12),
-                             [3, 3, 2, 2, 1, 1], atol=1e-10)
-  np.testing.assert_allclose(landscape.bottom_eigenvalues(origin, loss, 2, num_iterations=12), [-3, -3],
-                             atol=1e-10)
+  np.testing.assert_allclose(
+    landscape.top_eigenvalues(origin, loss, 6, num_iterations=12), [3, 3, 2, 2, 1, 1], atol=1e-10
+  )
+  np.testing.assert_allclose(
+    landscape.bottom_eigenvalues(origin, loss, 2, num_iterations=12), [-3, -3], atol=1e-10
+  )
 
 
 def test_lanczos_on_a_zero_hessian_is_finite_and_zero(x64):
-  origin = tuple(jnp.zeros((2, 2)) for _ in range(3))              # depth 3: H = 0
+  origin = tuple(jnp.zeros((2, 2)) for _ in range(3))  # depth 3: H = 0
   values = landscape.top_eigenvalues(origin, lt.losses.target(jnp.eye(2)), 3, num_iterations=6)
   np.testing.assert_array_equal(values, np.zeros(3))
 
@@ -131,7 +144,7 @@ def test_sharpness_is_jittable_matches_dense_and_does_not_retrace(x64, compiles)
   ws, phi = _network((5, 4, 3), seed=2)
   loss = lt.losses.target(phi)
   dense_top = np.linalg.eigvalsh(np.asarray(landscape.hessian(ws, loss)))[-1]
-  jitted = jax.jit(lambda w, l: landscape.sharpness(w, l))
+  jitted = jax.jit(lambda w, f: landscape.sharpness(w, f))
   np.testing.assert_allclose(jitted(ws, loss), dense_top, rtol=1e-10)
   landscape.sharpness(ws, loss)
   traces = compiles("_ritz_values")
@@ -179,7 +192,9 @@ def test_classify_global_minima_and_non_critical_points(x64, depth):
   dims = (2,) * (depth + 1)
   minimum = lt.init.balanced(None, dims, end_to_end=phi)
   out = landscape.classify(minimum, lt.losses.target(phi))
-  assert out.verdict == "minimum" and int(out.num_negative) == 0 and float(out.squared_grad_norm) < 1e-20
+  assert (
+    out.verdict == "minimum" and int(out.num_negative) == 0 and float(out.squared_grad_norm) < 1e-20
+  )
   assert float(out.probe_decrease) <= 0
   moved = tuple(w + 0.1 for w in minimum)
   assert landscape.classify(moved, lt.losses.target(phi)).verdict == "not critical"
@@ -204,13 +219,19 @@ def test_autoencoder_critical_points_are_critical_with_the_analytic_loss_and_ind
     # Convention: with the 1/2 in front the loss is 1/2 (tr Sigma - sum_I lambda_i), i.e.
     # docs/theory.md, "Landscape facts": tr Sigma - sum_I lambda_i for E||x - Wx||^2, without
     # the 1/2.
-    assert 2 * numpy_loss == pytest.approx(eigenvalues.sum() - eigenvalues[list(subset)].sum(), abs=1e-12)
+    assert 2 * numpy_loss == pytest.approx(
+      eigenvalues.sum() - eigenvalues[list(subset)].sum(), abs=1e-12
+    )
     assert float(points.loss[k]) == pytest.approx(numpy_loss, abs=1e-12)
   found = landscape.classify(points.weights, landscape.autoencoder_loss(cov))
   assert np.max(found.squared_grad_norm) < 1e-20
-  np.testing.assert_array_equal(found.num_negative, points.num_negative)   # the dense Hessian's index
+  np.testing.assert_array_equal(
+    found.num_negative, points.num_negative
+  )  # the dense Hessian's index
   sizes = points.components.sum(axis=1)
-  top = np.array([all(c[:s]) for c, s in zip(points.components, sizes)])   # I = the top |I| directions
+  top = np.array(
+    [all(c[:s]) for c, s in zip(points.components, sizes)]
+  )  # I = the top |I| directions
   assert list(found.verdict[top & (sizes == hidden)]) == ["minimum"]
   expected_small = "non-strict saddle" if depth >= 3 else "strict saddle"
   assert set(found.verdict[top & (sizes < hidden)]) == {expected_small}
@@ -234,15 +255,20 @@ def _near_saddle(depth, seed=0, noise=1e-3):
   points = landscape.autoencoder_critical_points(cov, 2, depth)
   k = [tuple(np.nonzero(c)[0]) for c in points.components].index((0, 2))
   keys = jax.random.split(jax.random.PRNGKey(seed), depth)
-  start = tuple(w[k] + noise * jax.random.normal(key, w[k].shape) for w, key in zip(points.weights, keys))
+  start = tuple(
+    w[k] + noise * jax.random.normal(key, w[k].shape) for w, key in zip(points.weights, keys)
+  )
   return points, k, start, landscape.autoencoder_loss(cov)
 
 
-@pytest.mark.parametrize("finder, settings", [
+@pytest.mark.parametrize(
+  "finder, settings",
+  [
     (landscape.gradient_norm_descent, dict(steps=1000)),
     (landscape.newton_mr, dict(steps=15)),
     (landscape.damped_newton, dict(steps=40, lr=1.0)),
-])
+  ],
+)
 def test_each_finder_recovers_a_known_saddle_from_a_nearby_start(x64, finder, settings):
   points, k, start, loss = _near_saddle(depth=2)
   assert points.num_negative[k] > 0
@@ -267,17 +293,21 @@ def test_newton_mr_at_depth3_and_vmapped_over_starts(x64):
 
 
 def test_gradient_norm_descent_stalls_at_a_gradient_flat_point_and_the_diagnostic_flags_it(x64):
-  def tilted(w):                            # linear along w_11: grad (1, w_12), H = diag(0, 1)
+  def tilted(w):  # linear along w_11: grad (1, w_12), H = diag(0, 1)
     return w[0, 0] + 0.5 * w[0, 1] ** 2
+
   out = landscape.gradient_norm_descent((jnp.array([[0.0, 0.3]]),), tilted, steps=100)
-  assert float(out.squared_grad_norm[-1]) == pytest.approx(1.0, abs=1e-12)    # stuck, not critical
+  assert float(out.squared_grad_norm[-1]) == pytest.approx(1.0, abs=1e-12)  # stuck, not critical
   assert abs(float(out.point[0][0, 1])) < 1e-6
   flat = landscape.gradient_flatness(out.point, tilted)
   assert bool(flat.gradient_flat) and float(flat.ratio) < 1e-6
   # A true critical point is not gradient-flat, a generic point has a ratio of order 1.
   phi = jnp.array([[1.0, 0.5]])
-  assert not bool(landscape.gradient_flatness(lt.init.balanced(None, (2, 2, 1), end_to_end=phi),
-                                              lt.losses.target(phi)).gradient_flat)
+  assert not bool(
+    landscape.gradient_flatness(
+      lt.init.balanced(None, (2, 2, 1), end_to_end=phi), lt.losses.target(phi)
+    ).gradient_flat
+  )
   ws, _ = _network((2, 2, 1), seed=4)
   assert float(landscape.gradient_flatness(ws, lt.losses.target(phi)).ratio) > 1e-2
 
@@ -304,7 +334,7 @@ def test_perturbed_gd_update_is_a_ball_sample_only_when_the_gradient_is_small(x6
   updates, state = pgd.update(small, state, params)
   noise = _flat(updates) + 0.1 * _flat(small)
   assert 0 < np.linalg.norm(noise) <= 0.2
-  updates, state = pgd.update(small, state, params)          # within `wait`: plain GD
+  updates, state = pgd.update(small, state, params)  # within `wait`: plain GD
   np.testing.assert_allclose(_flat(updates), -0.1 * _flat(small), rtol=1e-12)
   large = (jnp.ones((2, 3)), jnp.ones((1, 2)))
   for _ in range(4):
@@ -328,35 +358,53 @@ def test_saddle_free_newton_step_matches_numpy_and_escapes_the_strict_saddle(x64
   assert float(traj.loss[-1]) < 1e-6
 
 
-# ----------------------------------------------------------------------------- studies and bad input
+# ----------------------------------------------------------------------------- studies and bad
+# input
 
 
 def test_study_matches_found_points_to_the_nearest_analytic_point(x64):
   cov = _covariance([2.0, 1.4, 0.9, 0.5], seed=1)
   points = landscape.autoencoder_critical_points(cov, 2, 3)
   keys = jax.random.split(jax.random.PRNGKey(5), len(points.weights))
-  moved = tuple(w + 1e-3 * jax.random.normal(key, w.shape, w.dtype) for w, key in zip(points.weights, keys))
+  moved = tuple(
+    w + 1e-3 * jax.random.normal(key, w.shape, w.dtype) for w, key in zip(points.weights, keys)
+  )
   nearest, distance = landscape_studies._nearest_analytic(points, moved)
   np.testing.assert_array_equal(nearest, np.arange(len(points.loss)))
-  expected = np.linalg.norm(np.asarray(lt.end_to_end(moved)) - np.asarray(lt.end_to_end(points.weights)),
-                            axis=(1, 2))
-  np.testing.assert_allclose(distance, expected, rtol=1e-6)  # the end-to-end distance, by its definition
+  expected = np.linalg.norm(
+    np.asarray(lt.end_to_end(moved)) - np.asarray(lt.end_to_end(points.weights)), axis=(1, 2)
+  )
+  np.testing.assert_allclose(
+    distance, expected, rtol=1e-6
+  )  # the end-to-end distance, by its definition
 
 
-@pytest.mark.parametrize("call, match", [
+@pytest.mark.parametrize(
+  "call, match",
+  [
     (lambda ws, loss: landscape.top_eigenvalues(ws, loss, 0), "k must be"),
     (lambda ws, loss: landscape.top_eigenvalues(ws, loss, 2, method="power"), "method must be"),
     (lambda ws, loss: landscape.hvp(ws, loss, jnp.ones(3)), "flat vector of shape"),
     (lambda ws, loss: landscape.classify(ws, loss, grad_tol=-1.0), "grad_tol"),
     (lambda ws, loss: landscape.newton_mr(ws, loss, steps=-1), "steps must be"),
-    (lambda ws, loss: landscape.damped_newton(ws, loss, steps=5, lr=2.0), "fraction of the Newton step"),
+    (
+      lambda ws, loss: landscape.damped_newton(ws, loss, steps=5, lr=2.0),
+      "fraction of the Newton step",
+    ),
     (lambda ws, loss: landscape.autoencoder_critical_points(np.eye(2), 1, 1), "depth must be"),
     (lambda ws, loss: landscape.autoencoder_loss(np.array([[1.0, 2.0], [0.0, 1.0]])), "symmetric"),
     (lambda ws, loss: landscape.autoencoder_loss(np.diag([1.0, -1.0])), "positive semidefinite"),
-    (lambda ws, loss: landscape.hessian((jnp.ones((2, 2)), jnp.ones((3, 3))), loss), "do not chain"),
-    (lambda ws, loss: landscape.saddle_free_newton().update(ws, optax.EmptyState(), ws), "needs the weights and the loss"),
+    (
+      lambda ws, loss: landscape.hessian((jnp.ones((2, 2)), jnp.ones((3, 3))), loss),
+      "do not chain",
+    ),
+    (
+      lambda ws, loss: landscape.saddle_free_newton().update(ws, optax.EmptyState(), ws),
+      "needs the weights and the loss",
+    ),
     (lambda ws, loss: landscape.saddle_free_newton(loss), "no longer takes the loss"),
-])
+  ],
+)
 def test_bad_input_raises_value_error(call, match):
   ws = (jnp.ones((2, 2)), jnp.ones((2, 2)))
   with pytest.raises(ValueError, match=match):

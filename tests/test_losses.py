@@ -54,7 +54,7 @@ def test_whitened_regression_equals_target_plus_constant(x64):
   xw, phi = lt.whiten(x, y)
   np.testing.assert_allclose(np.asarray(xw).T @ np.asarray(xw) / m, np.eye(6), atol=1e-10)
   np.testing.assert_allclose(np.asarray(xw).mean(axis=0), 0.0, atol=1e-10)
-  constant = np.sum(y ** 2) / (2 * m) - 0.5 * np.sum(np.asarray(phi) ** 2)
+  constant = np.sum(y**2) / (2 * m) - 0.5 * np.sum(np.asarray(phi) ** 2)
   regression, target = lt.losses.regression(xw, y), lt.losses.target(phi)
   for w in rng.normal(size=(4, 2, 6)):
     assert float(regression(w)) == pytest.approx(float(target(w)) + constant, rel=1e-11)
@@ -62,19 +62,22 @@ def test_whitened_regression_equals_target_plus_constant(x64):
 
 def test_whiten_drops_degenerate_directions(x64):
   rng = np.random.default_rng(5)
-  x = rng.normal(size=(50, 3)) @ rng.normal(size=(3, 5))   # rank 3 in 5 dimensions
+  x = rng.normal(size=(50, 3)) @ rng.normal(size=(3, 5))  # rank 3 in 5 dimensions
   xw, phi = lt.whiten(x, rng.normal(size=50))
   assert xw.shape == (50, 3) and phi.shape == (1, 3)
   np.testing.assert_allclose(np.asarray(xw).T @ np.asarray(xw) / 50, np.eye(3), atol=1e-9)
 
 
-@pytest.mark.parametrize("call,match", [
+@pytest.mark.parametrize(
+  "call,match",
+  [
     (lambda: lt.losses.target(np.ones(3)), "matrix"),
     (lambda: lt.losses.regression(np.ones((4, 2)), np.ones(5)), "rows like x"),
     (lambda: lt.losses.lp_regression(np.ones((4, 2)), np.ones(4), 0.5), "p must be"),
     (lambda: lt.losses.matrix_completion(np.ones((2, 2), bool), np.ones((2, 3))), "same"),
     (lambda: lt.whiten(np.ones((5, 2)), np.ones(5)), "zero variance"),
-])
+  ],
+)
 def test_bad_input(call, match):
   with pytest.raises(ValueError, match=match):
     call()
@@ -87,6 +90,8 @@ def test_whiten_drops_rounding_level_directions_in_float32():
   xw, phi = lt.whiten(jnp.asarray(x), jnp.asarray(base[:, 0]))
   assert xw.shape == (60, 3) and phi.shape == (1, 3)
   with jax.enable_x64(True):
-    assert lt.whiten(jnp.asarray(x, jnp.float64), jnp.asarray(base[:, 0], jnp.float64))[0].shape == (60, 3)
+    assert lt.whiten(jnp.asarray(x, jnp.float64), jnp.asarray(base[:, 0], jnp.float64))[
+      0
+    ].shape == (60, 3)
   with pytest.raises(ValueError, match="zero variance"):
     lt.whiten(jnp.full((40, 2), 0.1, jnp.float32), jnp.ones(40, jnp.float32))

@@ -38,12 +38,24 @@ def _start(scenario, out_dir, devices=(1, 1)) -> list[subprocess.Popen]:
   procs = []
   for i, n in enumerate(devices):
     flags = f"--xla_force_host_platform_device_count={n}"
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags,
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, "-m", "tests.multiprocess_worker", scenario, str(port), str(i),
-               str(out_dir)]
-    procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT))
+    env = dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS=flags,
+      PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
+    command = [
+      sys.executable,
+      "-m",
+      "tests.multiprocess_worker",
+      scenario,
+      str(port),
+      str(i),
+      str(out_dir),
+    ]
+    procs.append(
+      subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    )
   return procs
 
 
@@ -51,8 +63,9 @@ def _finish(procs, timeout=DEADLINE_S) -> list[tuple[int, str]]:
   """(return code, output) of each process, killing all of them if one is not done in time."""
   deadline = time.monotonic() + timeout
   try:
-    return [(p.wait(max(0.1, deadline - time.monotonic())), p.communicate()[0].decode())
-            for p in procs]
+    return [
+      (p.wait(max(0.1, deadline - time.monotonic())), p.communicate()[0].decode()) for p in procs
+    ]
   except subprocess.TimeoutExpired:
     raise AssertionError(f"the processes did not finish within {timeout} s") from None
   finally:
@@ -86,8 +99,9 @@ def test_two_processes_give_every_process_the_one_process_records_and_catch_wron
     assert sorted(result) == sorted(single)
     for key, value in single.items():
       if key.startswith("grid12_default/"):
-        np.testing.assert_allclose(result[key], value, rtol=1e-5, atol=1e-6, equal_nan=True,
-                                   err_msg=key)
+        np.testing.assert_allclose(
+          result[key], value, rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=key
+        )
       else:
         np.testing.assert_array_equal(result[key], value, err_msg=key)
   for key in single:
@@ -119,8 +133,9 @@ def _wait_for_checkpoint(procs, path, beyond=None) -> tuple[int, int]:
   while time.monotonic() < deadline:
     for i, p in enumerate(procs):
       if p.poll() is not None:
-        raise AssertionError(f"process {i} ended before it was killed:\n"
-                             f"{p.communicate()[0].decode()[-3000:]}")
+        raise AssertionError(
+          f"process {i} ended before it was killed:\n{p.communicate()[0].decode()[-3000:]}"
+        )
     progress = _progress(path)
     if progress is not None and (beyond is None or progress > beyond):
       return progress

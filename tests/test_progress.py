@@ -51,7 +51,9 @@ def one_record_segments(monkeypatch):
   return calls
 
 
-def test_single_run_identical_in_segments_with_and_without_meter(one_record_segments, capsys, compiles):
+def test_single_run_identical_in_segments_with_and_without_meter(
+  one_record_segments, capsys, compiles
+):
   ws = lt.init.balanced(jax.random.PRNGKey(0), (4, 5, 5, 2), std=0.3)
   loss = lt.losses.target(jnp.ones((2, 4)) / 3)
   kwargs = dict(lr=0.1, steps=95, record_every=10, stop_at_loss=1e-3)
@@ -93,8 +95,10 @@ def test_batched_run_identical_with_meter_and_counts_stopped_lanes(one_record_se
     np.testing.assert_array_equal(a, b)
   assert meter.calls[0][:3] == ("start", 120 * 3, 5)  # three chunks of (at most) two lanes
   done, stopped, diverged = meter.updates()[-1]
-  assert (stopped, diverged) == (int(np.sum(quiet.stopped_step >= 0)),
-                                 int(np.sum(quiet.diverged_step >= 0)))
+  assert (stopped, diverged) == (
+    int(np.sum(quiet.stopped_step >= 0)),
+    int(np.sum(quiet.diverged_step >= 0)),
+  )
   assert diverged == 1 and done == 360
   lt.batch_gradient_descent(ws, loss, progress=True, **kwargs)
   assert f"stopped {stopped}/5, diverged 1" in capsys.readouterr().err
@@ -126,8 +130,14 @@ def test_interrupt_lands_between_segments_and_closes_the_meter(monkeypatch):
   ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 3, 2), std=0.3)
   meter = _Meter()
   with pytest.raises(KeyboardInterrupt):
-    lt.gradient_descent(ws, lt.losses.target(jnp.ones((2, 3)) / 3), lr=0.1, steps=1000,
-                        record_every=10, progress=meter)
+    lt.gradient_descent(
+      ws,
+      lt.losses.target(jnp.ones((2, 3)) / 3),
+      lr=0.1,
+      steps=1000,
+      record_every=10,
+      progress=meter,
+    )
   assert len(calls) == 3 and meter.calls[-1] == ("close",)
 
 

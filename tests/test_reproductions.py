@@ -13,12 +13,18 @@ import pytest
 
 from lintraj import reproductions
 from lintraj.cli import main
-from lintraj.reproductions import acceleration, arora2019_fig1, deep_matrix_factorization, saxe_modes
+from lintraj.reproductions import (
+  acceleration,
+  arora2019_fig1,
+  deep_matrix_factorization,
+  saxe_modes,
+)
 
 
 def _strict_json(path):
   def reject(constant):
     raise ValueError(f"{path} holds {constant}, which is not strict JSON")
+
   with open(path) as f:
     return json.load(f, parse_constant=reject)
 
@@ -60,9 +66,16 @@ def dmf(tmp_path_factory):
 
 # ------------------------------------------------------------------------------------ registry, CLI
 
+
 def test_registry_names_resolve_to_run_functions():
-  assert {"arora2019-fig1", "convergence-rate", "acceleration", "saxe-modes", "residual-failure",
-          "deep-matrix-factorization"} <= set(reproductions.names())
+  assert {
+    "arora2019-fig1",
+    "convergence-rate",
+    "acceleration",
+    "saxe-modes",
+    "residual-failure",
+    "deep-matrix-factorization",
+  } <= set(reproductions.names())
   for name in reproductions.names():
     assert callable(reproductions.get(name)), name
 
@@ -96,7 +109,9 @@ def test_cli_writes_figure_pdf_numbers_and_tables(residual):
   assert [int(row.split(",")[1]) for row in rows] == residual["escape"]["2"]
 
 
-# ------------------------------------------------------------------------- arora2019-fig1 (Figure 1)
+# ------------------------------------------------------------------------- arora2019-fig1 (Figure
+# 1)
+
 
 def _converged(sweep):
   return {s for s, steps in zip(sweep["std"], sweep["steps"]) if steps >= 0}
@@ -132,8 +147,13 @@ def test_fig1_target_is_unit_and_data_path_whitens_a_real_data_set(tmp_path):
   sklearn = pytest.importorskip("sklearn.datasets")
   x, y = sklearn.load_diabetes(return_X_y=True)
   path = tmp_path / "diabetes.csv"
-  np.savetxt(path, np.column_stack([x, y]), delimiter=",", header=",".join(f"f{i}" for i in range(10)) + ",y",
-             comments="")
+  np.savetxt(
+    path,
+    np.column_stack([x, y]),
+    delimiter=",",
+    header=",".join(f"f{i}" for i in range(10)) + ",y",
+    comments="",
+  )
   xs, ys = arora2019_fig1.read_csv(path)
   np.testing.assert_array_equal(xs, x)
   phi, source = arora2019_fig1.target(128, data=path)
@@ -168,6 +188,7 @@ def test_fig1_rejects_bad_csv(tmp_path):
 
 # -------------------------------------------------------------------------------- convergence-rate
 
+
 def test_rate_loss_stays_below_theorem1_line_and_margin_is_kept(rate):
   for depth, stats in rate["depths"].items():
     assert stats["below_bound"], depth
@@ -179,11 +200,17 @@ def test_rate_matches_linearisation_and_bound_is_conservative(rate):
   for depth, stats in rate["depths"].items():
     assert stats["empirical_rate"] == pytest.approx(stats["asymptotic_rate"], rel=0.05), depth
     check = stats["theorem1"]
-    assert check["has_margin"] and check["is_balanced"] and not check["lr_ok"] and check["lr"] > check["max_lr"]
+    assert (
+      check["has_margin"]
+      and check["is_balanced"]
+      and not check["lr_ok"]
+      and check["lr"] > check["max_lr"]
+    )
     assert stats["iterations_at_max_lr"] > 1000 * stats["iterations"] > 0, depth
 
 
 # ------------------------------------------------------------------------------------ acceleration
+
 
 def test_acceleration_depth_helps_l4_not_l2(accel):
   deep = [d for d in map(str, accel["protocol"]["depths"]) if d != "1"]
@@ -203,7 +230,7 @@ def test_lp_minimum_is_stationary_and_below_nearby_points():
   x, y = acceleration.regression_data(100, 4, 0.5)
   w, value = acceleration.lp_minimum(x, y, 4)
   residual = x @ w - y
-  np.testing.assert_allclose(x.T @ residual ** 3 / len(y), 0, atol=1e-10)
+  np.testing.assert_allclose(x.T @ residual**3 / len(y), 0, atol=1e-10)
   rng = np.random.default_rng(1)
   for _ in range(5):
     v = w + 1e-2 * rng.standard_normal(w.shape)
@@ -211,6 +238,7 @@ def test_lp_minimum_is_stationary_and_below_nearby_points():
 
 
 # -------------------------------------------------------------------------------------- saxe-modes
+
 
 def test_saxe_modes_follow_exact_solution(saxe):
   for depth, stats in saxe["depths"].items():
@@ -222,7 +250,9 @@ def test_saxe_depth2_time_to_learn_is_linear_in_inverse_strength(saxe):
   assert saxe["depth2_fit"]["r2"] > 0.99 and saxe["depth2_fit"]["slope"] > 0
   s = np.asarray(saxe["protocol"]["strengths"])
   u0 = saxe["protocol"]["u0"]
-  np.testing.assert_allclose(saxe["depths"]["2"]["half_time_theory"], np.log((s - u0) / u0) / (2 * s), rtol=2e-3)
+  np.testing.assert_allclose(
+    saxe["depths"]["2"]["half_time_theory"], np.log((s - u0) / u0) / (2 * s), rtol=2e-3
+  )
 
 
 def test_saxe_small_gaussian_slows_with_depth_orthogonal_does_not(saxe):
@@ -236,10 +266,13 @@ def test_saxe_small_gaussian_slows_with_depth_orthogonal_does_not(saxe):
 
 def test_half_time_interpolates():
   t = np.linspace(0, 1, 11)
-  np.testing.assert_allclose(saxe_modes.half_time(t, np.stack([t, 2 * t], 1), np.array([1.0, 4.0])), [0.5, 1.0])
+  np.testing.assert_allclose(
+    saxe_modes.half_time(t, np.stack([t, 2 * t], 1), np.array([1.0, 4.0])), [0.5, 1.0]
+  )
 
 
 # -------------------------------------------------------------------------------- residual-failure
+
 
 def test_residual_claim5_floor_holds_and_pd_target_converges(residual):
   floor = residual["floor"]
@@ -261,6 +294,7 @@ def test_residual_escape_is_logarithmic_at_depth2_and_slower_at_depth4(residual)
 
 # ---------------------------------------------------------------------- deep-matrix-factorization
 
+
 def test_dmf_depth_separates_top_singular_values_more_sharply(dmf):
   depths = [str(d) for d in dmf["protocol"]["depths"]]
   stats = [dmf["depths"][d] for d in depths]
@@ -275,9 +309,15 @@ def test_dmf_depth_separates_top_singular_values_more_sharply(dmf):
 
 
 def test_effective_rank_and_completion_problem():
-  assert deep_matrix_factorization.effective_rank(np.array([2.0, 2.0, 2.0, 0.0])) == pytest.approx(3.0)
+  assert deep_matrix_factorization.effective_rank(np.array([2.0, 2.0, 2.0, 0.0])) == pytest.approx(
+    3.0
+  )
   assert deep_matrix_factorization.effective_rank(np.array([1.0, 0.0])) == pytest.approx(1.0)
   m, mask = deep_matrix_factorization.completion_problem(20, 3, 150, seed=4)
-  assert np.linalg.matrix_rank(m) == 3 and mask.sum() == 150 and np.linalg.norm(m) == pytest.approx(np.sqrt(3))
+  assert (
+    np.linalg.matrix_rank(m) == 3
+    and mask.sum() == 150
+    and np.linalg.norm(m) == pytest.approx(np.sqrt(3))
+  )
   with pytest.raises(ValueError, match="observed"):
     deep_matrix_factorization.completion_problem(3, 1, 10)

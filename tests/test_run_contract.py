@@ -57,8 +57,9 @@ def test_every_run_function_records_the_same_metrics(x64, tmp_path):
   sgd = lt.train(ws, loss, optax.sgd(0.2), **kwargs)
   batch_ws = tuple(jnp.stack([w, w]) for w in ws)
   batch = lt.batch_gradient_descent(batch_ws, loss, lr=[0.2, 0.1], **kwargs)
-  batch_sgd = lt.batch_train(batch_ws, loss, optax.sgd, hyperparams={"learning_rate": [0.2, 0.1]},
-                             **kwargs)
+  batch_sgd = lt.batch_train(
+    batch_ws, loss, optax.sgd, hyperparams={"learning_rate": [0.2, 0.1]}, **kwargs
+  )
   single_01 = lt.gradient_descent(ws, loss, lr=0.1, **kwargs)
   for name in METRICS:
     np.testing.assert_allclose(sgd.metrics[name], gd.metrics[name], rtol=1e-12, atol=1e-14)
@@ -71,8 +72,11 @@ def test_every_run_function_records_the_same_metrics(x64, tmp_path):
   for name in METRICS:
     np.testing.assert_array_equal(loaded.metrics[name], batch.metrics[name])
   flow = lt.gradient_flow(ws, loss, time=4.0, n_records=9, metrics=METRICS, rtol=1e-11, atol=1e-13)
-  np.testing.assert_allclose(flow.metrics["fro"], np.linalg.norm(
-      np.asarray(flow.end_to_end_singular_values), axis=1), rtol=1e-10)  # sigma's, another path
+  np.testing.assert_allclose(
+    flow.metrics["fro"],
+    np.linalg.norm(np.asarray(flow.end_to_end_singular_values), axis=1),
+    rtol=1e-10,
+  )  # sigma's, another path
 
 
 def test_bad_metrics_are_refused_before_tracing():
@@ -95,19 +99,38 @@ def test_train_stops_at_loss_like_gradient_descent():
   gd = lt.gradient_descent(ws, loss, lr=0.2, steps=400, stop_at_loss=1e-4)
   tr = lt.train(ws, loss, optax.sgd(0.2), steps=400, stop_at_loss=1e-4)
   assert gd.stopped_step is not None and tr.stopped_step == gd.stopped_step
-  bt = lt.batch_train(tuple(jnp.stack([w] * 2) for w in ws), loss, optax.sgd,
-                      hyperparams={"learning_rate": [0.2, 0.4]}, steps=400, stop_at_loss=1e-4)
+  bt = lt.batch_train(
+    tuple(jnp.stack([w] * 2) for w in ws),
+    loss,
+    optax.sgd,
+    hyperparams={"learning_rate": [0.2, 0.4]},
+    steps=400,
+    stop_at_loss=1e-4,
+  )
   assert bt.stopped_step[0] == gd.stopped_step and bt.stopped_step[1] < gd.stopped_step
 
 
 def test_batch_train_lanes_equal_train_with_their_hyperparameters(x64):
   ws, lrs, _ = lt.sweep.grid("balanced", (3, 4, 2), std=[0.4], lr=[0.003, 0.01, 0.03])
   _, loss = _problem()
-  traj = lt.batch_train(ws, loss, optax.adam, hyperparams={"learning_rate": lrs, "b1": 0.8},
-                        steps=150, record_every=10, stop_at_loss=1e-3)
+  traj = lt.batch_train(
+    ws,
+    loss,
+    optax.adam,
+    hyperparams={"learning_rate": lrs, "b1": 0.8},
+    steps=150,
+    record_every=10,
+    stop_at_loss=1e-3,
+  )
   for b, lr in enumerate(lrs):
-    one = lt.train(tuple(w[b] for w in ws), loss, optax.adam(float(lr), b1=0.8), steps=150,
-                   record_every=10, stop_at_loss=1e-3)
+    one = lt.train(
+      tuple(w[b] for w in ws),
+      loss,
+      optax.adam(float(lr), b1=0.8),
+      steps=150,
+      record_every=10,
+      stop_at_loss=1e-3,
+    )
     np.testing.assert_allclose(traj.loss[b], one.loss, rtol=1e-10, atol=1e-14)
     assert (traj.stopped_step[b] if traj.stopped_step[b] >= 0 else None) == one.stopped_step
   assert (traj.stopped_step >= 0).any()
@@ -138,23 +161,38 @@ def test_optax_checkpoints_resume_bit_for_bit(kind, tmp_path, x64):
   else:
     optimizer = optax.adam
     batch_ws = tuple(jnp.stack([w] * 3) for w in ws)
-    run = lambda **k: lt.batch_train(batch_ws, loss, optax.adam, batch_size=1,
-                                     hyperparams={"learning_rate": [1e-3, 1e-2, 3e-2]}, **k)
+    run = lambda **k: lt.batch_train(
+      batch_ws,
+      loss,
+      optax.adam,
+      batch_size=1,
+      hyperparams={"learning_rate": [1e-3, 1e-2, 3e-2]},
+      **k,
+    )
   full = run(**kwargs, checkpoint=path, checkpoint_every=7)
   with pytest.raises(ValueError, match="optimizer"):
     lt.resume(path)
   resumed = lt.resume(path, optimizer=optimizer)
-  for a, b in zip(jax.tree_util.tree_leaves(full._asdict()),
-                  jax.tree_util.tree_leaves(resumed._asdict()), strict=True):
+  for a, b in zip(
+    jax.tree_util.tree_leaves(full._asdict()),
+    jax.tree_util.tree_leaves(resumed._asdict()),
+    strict=True,
+  ):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_resume_takes_metrics_that_cannot_be_imported(tmp_path):
   ws, loss = _problem()
   path = tmp_path / "m.npz"
-  traj = lt.gradient_descent(ws, loss, lr=0.1, steps=12, checkpoint=path, checkpoint_every=5,
-                             metrics={"nuclear": lt.metrics.nuclear_norm,
-                                      "w01": lt.metrics.entry(0, 1)})
+  traj = lt.gradient_descent(
+    ws,
+    loss,
+    lr=0.1,
+    steps=12,
+    checkpoint=path,
+    checkpoint_every=5,
+    metrics={"nuclear": lt.metrics.nuclear_norm, "w01": lt.metrics.entry(0, 1)},
+  )
   with pytest.raises(ValueError, match="metrics=.*'w01'"):
     lt.resume(path)
   again = lt.resume(path, metrics={"w01": lt.metrics.entry(0, 1)})
@@ -163,12 +201,14 @@ def test_resume_takes_metrics_that_cannot_be_imported(tmp_path):
 
 def test_gradient_flow_tracks_the_sharpness(x64):
   ws, loss = _problem((2, 3, 2), std=0.6)
-  traj = lt.gradient_flow(ws, loss, time=3.0, n_records=4, track=("sharpness",), rtol=1e-11,
-                          atol=1e-13)
+  traj = lt.gradient_flow(
+    ws, loss, time=3.0, n_records=4, track=("sharpness",), rtol=1e-11, atol=1e-13
+  )
   flat, unravel = jax.flatten_util.ravel_pytree(tuple(jnp.asarray(w) for w in traj.final))
   hessian = jax.hessian(lambda v: loss(lt.end_to_end(unravel(v))))(flat)
-  np.testing.assert_allclose(traj.sharpness[-1], np.linalg.eigvalsh(np.asarray(hessian)).max(),
-                             rtol=1e-8)
+  np.testing.assert_allclose(
+    traj.sharpness[-1], np.linalg.eigvalsh(np.asarray(hessian)).max(), rtol=1e-8
+  )
   assert np.all(np.isfinite(traj.sharpness))
 
 
@@ -178,13 +218,15 @@ def test_run_functions_refuse_to_be_traced():
     jax.jit(lambda lr: lt.gradient_descent(ws, loss, lr=lr, steps=3).loss)(0.1)
   with pytest.raises(ValueError, match="cannot be traced"):
     jax.vmap(lambda w: lt.train((w, ws[1]), loss, optax.sgd(0.1), steps=3).loss)(
-        jnp.stack([ws[0]] * 2))
+      jnp.stack([ws[0]] * 2)
+    )
 
 
 def test_trajectory_repr_is_short():
   ws, loss = _problem((64, 64, 1))
-  traj = lt.gradient_descent(ws, lt.losses.target(jnp.ones((1, 64)) / 8), lr=0.1, steps=20,
-                             stop_at_loss=0.3)
+  traj = lt.gradient_descent(
+    ws, lt.losses.target(jnp.ones((1, 64)) / 8), lr=0.1, steps=20, stop_at_loss=0.3
+  )
   text = repr(traj)
   assert len(text) < 400 and "final loss" in text and "stopped_step" in text and "64x64" in text
 
@@ -192,6 +234,7 @@ def test_trajectory_repr_is_short():
 def test_deprecated_paths_warn_and_work(tmp_path, monkeypatch):
   import importlib
   import sys
+
   monkeypatch.delitem(sys.modules, "lintraj.trajectory", raising=False)
   with pytest.warns(DeprecationWarning, match="lintraj.recording"):
     old = importlib.import_module("lintraj.trajectory")
@@ -200,6 +243,7 @@ def test_deprecated_paths_warn_and_work(tmp_path, monkeypatch):
   with pytest.warns(DeprecationWarning, match="lintraj.reproductions.landscape_studies"):
     studies = importlib.import_module("lintraj.landscape_studies")
   from lintraj.reproductions import landscape_studies
+
   assert studies.run_saddles is landscape_studies.run_saddles
   ws, loss = _problem()
   path = tmp_path / "c.npz"

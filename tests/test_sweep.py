@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 import lintraj as lt
-from lintraj import _engine, _runtime, recording
+from lintraj import _runtime, recording
 from tests import numpy_reference as ref
 from tests import sharded_check
 
@@ -21,25 +20,41 @@ FIELDS = ("loss", "balancedness", "deficiency_margin", "grad_norm", "end_to_end_
 
 def _problem(dims, lanes, seed=0):
   rng = np.random.default_rng(seed)
-  ws = tuple(rng.normal(size=(lanes, d_out, d_in)) * 0.6 / np.sqrt(max(dims))
-             for d_in, d_out in zip(dims[:-1], dims[1:]))
+  ws = tuple(
+    rng.normal(size=(lanes, d_out, d_in)) * 0.6 / np.sqrt(max(dims))
+    for d_in, d_out in zip(dims[:-1], dims[1:])
+  )
   phi = rng.normal(size=(dims[-1], dims[0]))
   return ws, phi / np.linalg.norm(phi)
 
 
 def _leaves(traj):
-  return {f"{name}/{i}": np.asarray(leaf) for name, value in traj._asdict().items()
-          for i, leaf in enumerate(jax.tree_util.tree_leaves(value))}
+  return {
+    f"{name}/{i}": np.asarray(leaf)
+    for name, value in traj._asdict().items()
+    for i, leaf in enumerate(jax.tree_util.tree_leaves(value))
+  }
 
 
 def _assert_same_lane(batched: lt.Trajectory, single: lt.Trajectory, rtol):
-  assert batched.diverged_step == single.diverged_step and batched.stopped_step == single.stopped_step
+  assert (
+    batched.diverged_step == single.diverged_step and batched.stopped_step == single.stopped_step
+  )
   np.testing.assert_array_equal(batched.step, single.step)
   for name in FIELDS:
-    np.testing.assert_allclose(getattr(batched, name), getattr(single, name), rtol=rtol, atol=1e-300,
-                               equal_nan=True, err_msg=name)
-  for a, b in zip(batched.layer_singular_values + batched.final, single.layer_singular_values + single.final,
-                  strict=True):
+    np.testing.assert_allclose(
+      getattr(batched, name),
+      getattr(single, name),
+      rtol=rtol,
+      atol=1e-300,
+      equal_nan=True,
+      err_msg=name,
+    )
+  for a, b in zip(
+    batched.layer_singular_values + batched.final,
+    single.layer_singular_values + single.final,
+    strict=True,
+  ):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-300, equal_nan=True)
 
 
@@ -55,8 +70,14 @@ def test_batched_equals_single_runs_lane_by_lane(x64):
   assert traj.loss.shape == (5, 53 // 5 + 1) and traj.step.shape == (5, 11)
   assert traj.diverged_step[4] >= 0 and traj.stopped_step[1] >= 0
   for b in range(5):
-    single = lt.gradient_descent(tuple(w[b] for w in ws), losses[b], lr=lrs[b], steps=53, record_every=5,
-                                 stop_at_loss=None if np.isinf(stop[b]) else stop[b])
+    single = lt.gradient_descent(
+      tuple(w[b] for w in ws),
+      losses[b],
+      lr=lrs[b],
+      steps=53,
+      record_every=5,
+      stop_at_loss=None if np.isinf(stop[b]) else stop[b],
+    )
     _assert_same_lane(lt.sweep.lane(traj, b), single, rtol=1e-12)
 
 
@@ -72,8 +93,9 @@ def test_stopped_step_and_frozen_lanes_match_numpy_reference(x64):
     losses = np.array([r["loss"] for r in records])
     assert np.all(np.diff(losses) < 0)
     stop[b] = np.sqrt(losses[wanted[b] - 1] * losses[wanted[b]])
-  traj = lt.batch_gradient_descent(ws, lt.losses.target(phi), lr=lrs, steps=steps, record_every=2,
-                                   stop_at_loss=stop)
+  traj = lt.batch_gradient_descent(
+    ws, lt.losses.target(phi), lr=lrs, steps=steps, record_every=2, stop_at_loss=stop
+  )
   np.testing.assert_array_equal(traj.stopped_step, wanted)
   np.testing.assert_array_equal(traj.diverged_step, -1)
   for b in range(4):
@@ -83,7 +105,9 @@ def test_stopped_step_and_frozen_lanes_match_numpy_reference(x64):
     frozen = np.arange(0, steps + 1, 2) >= wanted[b]  # records at or after the stop repeat
     np.testing.assert_array_equal(traj.loss[b, frozen], traj.loss[b, frozen][0])
     np.testing.assert_allclose(traj.loss[b, frozen][0], records[-1]["loss"], rtol=1e-12)
-    earlier = [r["loss"] for r in ref.gradient_descent([w[b] for w in ws], phi, lrs[b], steps, 2)[0]]
+    earlier = [
+      r["loss"] for r in ref.gradient_descent([w[b] for w in ws], phi, lrs[b], steps, 2)[0]
+    ]
     np.testing.assert_allclose(traj.loss[b, ~frozen], np.asarray(earlier)[~frozen], rtol=1e-12)
 
 
@@ -97,8 +121,9 @@ def test_loop_ends_once_every_lane_has_stopped():
     jax.debug.callback(lambda: evaluations.append(1))
     return 0.5 * jnp.sum((w - phi) ** 2)
 
-  traj = lt.batch_gradient_descent(ws, counted_loss, lr=[0.2, 0.3, 0.4], steps=10**7,
-                                   record_every=10**6, stop_at_loss=1e-4)
+  traj = lt.batch_gradient_descent(
+    ws, counted_loss, lr=[0.2, 0.3, 0.4], steps=10**7, record_every=10**6, stop_at_loss=1e-4
+  )
   jax.effects_barrier()
   assert 0 < len(evaluations) < 10**4
   assert np.all((traj.stopped_step > 0) & (traj.stopped_step < 1000))
@@ -113,8 +138,12 @@ def test_chunks_equal_separate_runs_bit_for_bit_and_unchunked_to_rounding(x64, c
   before = compiles("_segment")
   chunked = lt.batch_gradient_descent(ws, loss, lr=lrs, batch_size=4, **kwargs)
   assert compiles("_segment") == before + 1  # three chunks, one program
-  parts = [lt.batch_gradient_descent(tuple(w[lo:hi] for w in ws), loss, lr=lrs[lo:hi], batch_size=4, **kwargs)
-           for lo, hi in ((0, 4), (4, 8), (8, 10))]
+  parts = [
+    lt.batch_gradient_descent(
+      tuple(w[lo:hi] for w in ws), loss, lr=lrs[lo:hi], batch_size=4, **kwargs
+    )
+    for lo, hi in ((0, 4), (4, 8), (8, 10))
+  ]
   joined = {k: np.concatenate([_leaves(p)[k] for p in parts]) for k in _leaves(chunked)}
   for key, value in _leaves(chunked).items():
     np.testing.assert_array_equal(value, joined[key], err_msg=key)
@@ -129,8 +158,13 @@ def test_no_recompile_for_new_targets_lrs_or_thresholds(compiles):
   kwargs = dict(steps=9, record_every=3)
   lt.batch_gradient_descent(ws, lt.losses.target(phi), lr=0.1, stop_at_loss=1e-3, **kwargs)
   before = compiles("_segment")
-  lt.batch_gradient_descent(tuple(2 * w for w in ws), lt.losses.target(-phi), lr=np.linspace(0.01, 0.1, 6),
-                            stop_at_loss=0.5, **kwargs)
+  lt.batch_gradient_descent(
+    tuple(2 * w for w in ws),
+    lt.losses.target(-phi),
+    lr=np.linspace(0.01, 0.1, 6),
+    stop_at_loss=0.5,
+    **kwargs,
+  )
   lt.batch_gradient_descent(ws, lt.losses.target(phi / 2), lr=0.3, **kwargs)
   assert compiles("_segment") == before
 
@@ -138,12 +172,22 @@ def test_no_recompile_for_new_targets_lrs_or_thresholds(compiles):
 def test_memory_estimate_refuses_before_compiling(monkeypatch, compiles):
   ws, phi = _problem((4, 3, 2), lanes=64)
   loss = lt.losses.target(phi)
-  per_lane = recording.record_bytes(tuple(jnp.asarray(w[0], jnp.float32) for w in ws), loss,
-                                    recording.Schedule(40, 4))
+  per_lane = recording.record_bytes(
+    tuple(jnp.asarray(w[0], jnp.float32) for w in ws), loss, recording.Schedule(40, 4)
+  )
   traj = lt.batch_gradient_descent(ws, loss, lr=0.1, steps=40, record_every=4)
-  recorded = sum(x.nbytes for name in ("loss", "balancedness", "deficiency_margin", "grad_norm",
-                                       "layer_singular_values", "end_to_end_singular_values")
-                 for x in jax.tree_util.tree_leaves(getattr(traj, name)))
+  recorded = sum(
+    x.nbytes
+    for name in (
+      "loss",
+      "balancedness",
+      "deficiency_margin",
+      "grad_norm",
+      "layer_singular_values",
+      "end_to_end_singular_values",
+    )
+    for x in jax.tree_util.tree_leaves(getattr(traj, name))
+  )
   assert per_lane * 64 == recorded
   before = compiles("_segment")
   with pytest.raises(ValueError, match=r"GiB.*record_every.*batch_size"):
@@ -153,12 +197,16 @@ def test_memory_estimate_refuses_before_compiling(monkeypatch, compiles):
   monkeypatch.setattr(_runtime, "available_bytes", lambda device: (10 * per_lane, "test memory"))
   with pytest.raises(ValueError, match="test memory"):  # 64 lanes on the host do not fit ...
     lt.batch_gradient_descent(ws, loss, lr=0.1, steps=40, record_every=4, batch_size=1)
-  lt.batch_gradient_descent(tuple(w[:3] for w in ws), loss, lr=0.1, steps=40, record_every=4, batch_size=1)
+  lt.batch_gradient_descent(
+    tuple(w[:3] for w in ws), loss, lr=0.1, steps=40, record_every=4, batch_size=1
+  )
   assert compiles("_segment") == before + 1  # ... only the run that fits compiled
 
 
 def test_grid_lays_out_std_lr_seed_and_shares_inits():
-  ws, lrs, table = lt.sweep.grid("gaussian", (6, 5, 2), std=[0.1, 0.4], lr=[1e-3, 1e-2, 1e-1], seeds=[3, 4])
+  ws, lrs, table = lt.sweep.grid(
+    "gaussian", (6, 5, 2), std=[0.1, 0.4], lr=[1e-3, 1e-2, 1e-1], seeds=[3, 4]
+  )
   assert [w.shape for w in ws] == [(12, 5, 6), (12, 2, 5)]
   np.testing.assert_array_equal(lrs, table["lr"])
   np.testing.assert_array_equal(table["std"], np.repeat([0.1, 0.4], 6))
@@ -170,8 +218,12 @@ def test_grid_lays_out_std_lr_seed_and_shares_inits():
       np.testing.assert_array_equal(w[b], e)
   assert not np.array_equal(ws[0][0], ws[0][1])  # seeds differ
   assert not np.allclose(ws[0][0] / 0.1, ws[0][6] / 0.4)  # independent draws per std ...
-  common, _, _ = lt.sweep.grid("gaussian", (6, 5, 2), std=[0.1, 0.4], lr=[1e-3], seeds=[3], draws="common")
-  np.testing.assert_allclose(common[0][0] / 0.1, common[0][1] / 0.4, rtol=1e-6)  # ... or one draw rescaled
+  common, _, _ = lt.sweep.grid(
+    "gaussian", (6, 5, 2), std=[0.1, 0.4], lr=[1e-3], seeds=[3], draws="common"
+  )
+  np.testing.assert_allclose(
+    common[0][0] / 0.1, common[0][1] / 0.4, rtol=1e-6
+  )  # ... or one draw rescaled
   with pytest.raises(ValueError, match="draws"):
     lt.sweep.grid("gaussian", (6, 5, 2), std=[0.1], lr=[1e-3], draws="shared")
   balanced, _, _ = lt.sweep.grid("balanced", (6, 5, 5, 2), std=[0.3], lr=[0.1], seeds=[0, 1, 2])
@@ -180,10 +232,13 @@ def test_grid_lays_out_std_lr_seed_and_shares_inits():
 
 
 def test_figure1_style_sweep_picks_fastest_lr_per_std():
-  ws, lrs, table = lt.sweep.grid("balanced", (8, 4, 4, 1), std=[0.05, 0.3], lr=[0.02, 0.1, 0.3, 2.5])
+  ws, lrs, table = lt.sweep.grid(
+    "balanced", (8, 4, 4, 1), std=[0.05, 0.3], lr=[0.02, 0.1, 0.3, 2.5]
+  )
   phi = _problem((8, 4, 4, 1), 1)[1]
-  traj = lt.batch_gradient_descent(ws, lt.losses.target(phi), lr=lrs, steps=3000, record_every=100,
-                                   stop_at_loss=1e-5)
+  traj = lt.batch_gradient_descent(
+    ws, lt.losses.target(phi), lr=lrs, steps=3000, record_every=100, stop_at_loss=1e-5
+  )
   best = lt.sweep.fastest(table, traj)
   np.testing.assert_array_equal(best["std"], [0.05, 0.3])
   for i, s in enumerate(best["std"]):
@@ -199,10 +254,12 @@ def test_lane_extracts_single_run_types():
   calm, wild = lt.sweep.lane(traj, 0), lt.sweep.lane(traj, 1)
   assert calm.diverged_step is None and isinstance(wild.diverged_step, int)
   assert calm.loss.shape == (21,) and calm.final[0].shape == (4, 3)
-  assert np.all(np.isnan(wild.loss[wild.diverged_step:]))
+  assert np.all(np.isnan(wild.loss[wild.diverged_step :]))
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     (dict(weights=(np.ones((3, 4)),)), "shape"),
     (dict(weights=(np.ones((2, 4, 3)), np.ones((3, 2, 4)))), "same B"),
     (dict(weights=(np.ones((2, 4, 3)), np.ones((2, 2, 5)))), "do not chain"),
@@ -214,10 +271,18 @@ def test_lane_extracts_single_run_types():
     (dict(loss=[lt.losses.target(np.ones((2, 3)))]), "2 lanes"),
     (dict(batch_size=0), "batch_size"),
     (dict(devices=[]), "devices"),
-])
+  ],
+)
 def test_bad_input_raises_before_tracing(change, match, compiles):
-  kwargs = dict(weights=(np.ones((2, 4, 3)), np.ones((2, 2, 4))), loss=lt.losses.target(np.ones((2, 3))),
-                lr=0.1, steps=5) | change
+  kwargs = (
+    dict(
+      weights=(np.ones((2, 4, 3)), np.ones((2, 2, 4))),
+      loss=lt.losses.target(np.ones((2, 3))),
+      lr=0.1,
+      steps=5,
+    )
+    | change
+  )
   before = compiles("_segment")
   with pytest.raises(ValueError, match=match):
     lt.batch_gradient_descent(kwargs.pop("weights"), kwargs.pop("loss"), **kwargs)
@@ -228,8 +293,14 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
   """Same lanes per device (batch_size): bit for bit; default layout: equal to rounding."""
   out = tmp_path / "sharded.npz"
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-  done = subprocess.run([sys.executable, "-m", "tests.sharded_check", str(out), "4"], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
+  done = subprocess.run(
+    [sys.executable, "-m", "tests.sharded_check", str(out), "4"],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   sharded = dict(np.load(out))
   assert int(sharded.pop("devices/available")) == 8
@@ -238,7 +309,9 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
   assert sorted(sharded) == sorted(single)
   for key, value in single.items():
     if key.startswith("shared_default/"):  # 3 lanes per device there, 10 here
-      np.testing.assert_allclose(sharded[key], value, rtol=1e-12, atol=1e-300, equal_nan=True, err_msg=key)
+      np.testing.assert_allclose(
+        sharded[key], value, rtol=1e-12, atol=1e-300, equal_nan=True, err_msg=key
+      )
     else:
       np.testing.assert_array_equal(sharded[key], value, err_msg=key)
   stopped, diverged = single["shared_bs2/stopped_step/0"], single["shared_bs2/diverged_step/0"]

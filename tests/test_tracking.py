@@ -20,14 +20,19 @@ def _problems(dtype):
   """(name, weights, target): zero singular values, a balanced cluster, an orthogonal cluster."""
   key = jax.random.PRNGKey(0)
   phi_wide = 0.5 * jax.random.normal(jax.random.PRNGKey(1), (3, 12), dtype)
-  phi_square = jnp.eye(6, dtype=dtype) + 0.3 * jax.random.normal(jax.random.PRNGKey(2), (6, 6), dtype)
+  phi_square = jnp.eye(6, dtype=dtype) + 0.3 * jax.random.normal(
+    jax.random.PRNGKey(2), (6, 6), dtype
+  )
   return [
-      # Hidden layers of width 16 hold a rank-3 product: 13 exact zeros each, 9 in W_1.
-      ("zeros", lt.init.balanced(key, (12, 16, 16, 16, 3), std=0.3, dtype=dtype), phi_wide),
-      # Procedure 1 with an end-to-end matrix of equal singular values: one cluster per layer.
-      ("balanced cluster", lt.init.balanced(key, (6, 6, 6, 6), end_to_end=0.5 * jnp.eye(6, dtype=dtype),
-                                            dtype=dtype), phi_square),
-      ("orthogonal cluster", lt.init.orthogonal(key, (6, 8, 8, 6), dtype=dtype), phi_square),
+    # Hidden layers of width 16 hold a rank-3 product: 13 exact zeros each, 9 in W_1.
+    ("zeros", lt.init.balanced(key, (12, 16, 16, 16, 3), std=0.3, dtype=dtype), phi_wide),
+    # Procedure 1 with an end-to-end matrix of equal singular values: one cluster per layer.
+    (
+      "balanced cluster",
+      lt.init.balanced(key, (6, 6, 6, 6), end_to_end=0.5 * jnp.eye(6, dtype=dtype), dtype=dtype),
+      phi_square,
+    ),
+    ("orthogonal cluster", lt.init.orthogonal(key, (6, 8, 8, 6), dtype=dtype), phi_square),
   ]
 
 
@@ -36,17 +41,23 @@ def _check_long_run(dtype, rtol, method_note):
   for name, weights, phi in _problems(dtype):
     loss, err = lt.losses.target(phi), 0.0
     for _ in range(SEGMENTS):
-      traj = lt.gradient_descent(weights, loss, lr=0.05, steps=RECORD_EVERY, record_every=RECORD_EVERY)
+      traj = lt.gradient_descent(
+        weights, loss, lr=0.05, steps=RECORD_EVERY, record_every=RECORD_EVERY
+      )
       for index, ws in ((0, weights), (-1, traj.final)):
         exact = [np.linalg.svd(np.asarray(w, np.float64), compute_uv=False) for w in ws]
         exact.append(np.linalg.svd(np.asarray(lt.end_to_end(ws), np.float64), compute_uv=False))
-        got = [s[index] for s in traj.layer_singular_values] + [traj.end_to_end_singular_values[index]]
+        got = [s[index] for s in traj.layer_singular_values] + [
+          traj.end_to_end_singular_values[index]
+        ]
         for g, e in zip(got, exact):
           assert np.asarray(g).dtype == dtype
           err = max(err, float(np.max(np.abs(np.asarray(g, np.float64) - e)) / e[0]))
       weights = traj.final
     worst[name] = err
-    assert err <= rtol, f"{name}: max |sigma - sigma_exact| = {err:.3g} sigma_max > {rtol} ({method_note})"
+    assert err <= rtol, (
+      f"{name}: max |sigma - sigma_exact| = {err:.3g} sigma_max > {rtol} ({method_note})"
+    )
   return worst
 
 
@@ -71,8 +82,14 @@ def test_problems_have_zeros_and_clusters():
 def test_methods_match_numpy_on_mixed_shapes(method, x64):
   rng = np.random.default_rng(0)
   a = rng.standard_normal((5, 7))
-  mats = [a, a.T, rng.standard_normal((5, 7)), rng.standard_normal((4, 4)),
-          np.diag([2.0, 2.0, 2.0, 0.0]), rng.standard_normal((7, 5)) @ np.diag([1, 1, 0, 0, 0.0])]
+  mats = [
+    a,
+    a.T,
+    rng.standard_normal((5, 7)),
+    rng.standard_normal((4, 4)),
+    np.diag([2.0, 2.0, 2.0, 0.0]),
+    rng.standard_normal((7, 5)) @ np.diag([1, 1, 0, 0, 0.0]),
+  ]
   got = singular_values([jnp.asarray(m) for m in mats], method)
   for g, m in zip(got, mats):
     e = np.linalg.svd(m, compute_uv=False)
@@ -99,11 +116,16 @@ def test_record_and_metrics_take_the_method(method):
   layers = metrics.layer_singular_values(ws, method)
   e2e = metrics.end_to_end_singular_values(ws, method)
   for r, m, w in zip(rec["layer_singular_values"], layers, ws):
-    np.testing.assert_allclose(np.asarray(r), np.linalg.svd(np.asarray(w), compute_uv=False), rtol=1e-5)
+    np.testing.assert_allclose(
+      np.asarray(r), np.linalg.svd(np.asarray(w), compute_uv=False), rtol=1e-5
+    )
     np.testing.assert_allclose(np.asarray(m), np.asarray(r), rtol=1e-6)
-  np.testing.assert_allclose(np.asarray(rec["end_to_end_singular_values"]), np.asarray(e2e), rtol=1e-6)
-  np.testing.assert_allclose(np.asarray(e2e), np.linalg.svd(np.asarray(lt.end_to_end(ws)),
-                                                             compute_uv=False), rtol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(rec["end_to_end_singular_values"]), np.asarray(e2e), rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    np.asarray(e2e), np.linalg.svd(np.asarray(lt.end_to_end(ws)), compute_uv=False), rtol=1e-5
+  )
 
 
 @pytest.mark.parametrize("bad", ["gram", "Exact", None, 3])

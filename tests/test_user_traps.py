@@ -20,10 +20,31 @@ def _weights():
 
 # --- the CLI -------------------------------------------------------------------------------------
 
+
 def test_run_x64_with_a_random_target(tmp_path):
   out = tmp_path / "run"
-  assert main(["run", "--dims", "3,4,2", "--std", "0.5", "--lr", "0.1", "--steps", "40",
-               "--record-every", "10", "--x64", "--no-progress", "--out", str(out)]) == 0
+  assert (
+    main(
+      [
+        "run",
+        "--dims",
+        "3,4,2",
+        "--std",
+        "0.5",
+        "--lr",
+        "0.1",
+        "--steps",
+        "40",
+        "--record-every",
+        "10",
+        "--x64",
+        "--no-progress",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   traj, meta = lt.load(out / "trajectory.npz")
   assert meta["x64"] and traj.loss.dtype == np.float64 and traj.final[0].dtype == np.float64
 
@@ -32,12 +53,32 @@ def test_summary_reports_the_final_weights_not_the_last_record(tmp_path):
   phi = np.array([[1.0, 0.5, -0.5], [0.0, 1.0, 0.25]])
   np.save(tmp_path / "phi.npy", phi)
   out = tmp_path / "run"
-  assert main(["run", "--dims", "3,4,2", "--target", str(tmp_path / "phi.npy"), "--std", "0.5",
-               "--lr", "0.02", "--steps", "105", "--record-every", "50", "--no-progress",
-               "--out", str(out)]) == 0
+  assert (
+    main(
+      [
+        "run",
+        "--dims",
+        "3,4,2",
+        "--target",
+        str(tmp_path / "phi.npy"),
+        "--std",
+        "0.5",
+        "--lr",
+        "0.02",
+        "--steps",
+        "105",
+        "--record-every",
+        "50",
+        "--no-progress",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   traj, _ = lt.load(out / "trajectory.npz")
   assert traj.step.tolist() == [0, 50, 100]
-  final = [np.asarray(w, np.float64) for w in traj.final]   # NumPy reference, after step 105
+  final = [np.asarray(w, np.float64) for w in traj.final]  # NumPy reference, after step 105
   w = final[1] @ final[0]
   summary = json.loads((out / "summary.json").read_text())
   assert summary["loss_final"] == pytest.approx(0.5 * np.sum((w - phi) ** 2), rel=1e-4)
@@ -46,12 +87,15 @@ def test_summary_reports_the_final_weights_not_the_last_record(tmp_path):
   assert summary["deficiency_margin_final"] == pytest.approx(margin, rel=1e-4)
 
 
-@pytest.mark.parametrize("flags, match", [
+@pytest.mark.parametrize(
+  "flags, match",
+  [
     (["--steps", "100", "--record-every", "1000"], "--record-every 1000 is larger than --steps"),
     (["--lr", "-1"], "--lr must be a positive"),
     (["--steps", "0"], "--steps must be an integer >= 1"),
     (["--target-norm", "0"], "--target-norm must be a positive"),
-])
+  ],
+)
 def test_bad_flags_are_one_line_errors(tmp_path, capsys, flags, match):
   assert main(["run", "--dims", "3,4,2", "--no-progress", "--out", str(tmp_path), *flags]) == 2
   err = capsys.readouterr().err
@@ -61,14 +105,17 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys, flags, match):
 
 def test_target_file_of_the_wrong_shape_is_a_one_line_error(tmp_path, capsys):
   np.save(tmp_path / "phi.npy", np.ones((3, 3)))
-  assert main(["run", "--dims", "3,4,2", "--target", str(tmp_path / "phi.npy"),
-               "--out", str(tmp_path)]) == 2
+  assert (
+    main(["run", "--dims", "3,4,2", "--target", str(tmp_path / "phi.npy"), "--out", str(tmp_path)])
+    == 2
+  )
   assert "must be (d_N, d_0) = (2, 3)" in capsys.readouterr().err
 
 
 def test_a_bug_while_running_is_not_hidden(tmp_path, monkeypatch):
   def broken(*args, **kwargs):
     raise ValueError("an internal bug")
+
   monkeypatch.setattr(lt, "gradient_descent", broken)
   with pytest.raises(ValueError, match="an internal bug"):
     main(["run", "--dims", "3,4,2", "--steps", "10", "--no-progress", "--out", str(tmp_path)])
@@ -83,17 +130,24 @@ def test_run_help_shows_defaults(capsys):
 
 
 def test_sharpness_panel_has_a_log_axis():
-  traj = lt.gradient_descent(_weights(), lt.losses.target(jnp.ones((2, 3))), lr=0.01, steps=20,
-                             track=("sharpness",), track_every=1)
+  traj = lt.gradient_descent(
+    _weights(),
+    lt.losses.target(jnp.ones((2, 3))),
+    lr=0.01,
+    steps=20,
+    track=("sharpness",),
+    track_every=1,
+  )
   assert lt.plotting.plot_sharpness(traj, lr=0.01).get_yscale() == "log"
 
 
 # --- weights, losses, keys, metrics --------------------------------------------------------------
 
+
 def test_float64_weights_outside_x64_are_refused():
   with jax.enable_x64(True):
     weights = _weights()
-  assert weights[0].dtype == jnp.float64   # a JAX array keeps float64 after the context exits
+  assert weights[0].dtype == jnp.float64  # a JAX array keeps float64 after the context exits
   with pytest.raises(ValueError, match=r"jax.enable_x64\(True\).*or cast them to float32"):
     lt.gradient_descent(weights, lt.losses.target(jnp.ones((2, 3))), lr=0.1, steps=3)
 
@@ -110,24 +164,30 @@ def test_half_precision_weights_are_refused(dtype):
     lt.gradient_descent(weights, lt.losses.target(jnp.ones((2, 3))), lr=0.1, steps=3)
 
 
-@pytest.mark.parametrize("make", [
+@pytest.mark.parametrize(
+  "make",
+  [
     lambda: lt.losses.target(jnp.ones((2, 3)) * (1 + 1j)),
     lambda: lt.losses.regression(np.eye(3), np.ones(3) * 1j),
     lambda: lt.losses.matrix_completion(np.ones((2, 3), bool), np.ones((2, 3)) * 1j),
-])
+  ],
+)
 def test_complex_data_are_refused(make):
   with pytest.raises(ValueError, match="complex"):
     make()
 
 
-@pytest.mark.parametrize("fn, match", [
-    (lambda w: w ** 2, "real scalar; got shape"),
+@pytest.mark.parametrize(
+  "fn, match",
+  [
+    (lambda w: w**2, "real scalar; got shape"),
     (lambda w: jnp.sum(w) * 1j, "real scalar; got dtype complex"),
     (lambda w: jnp.sum(w).astype(jnp.int32), "real scalar; got dtype int32"),
     (lambda w: (jnp.sum(w), jnp.sum(w)), "real scalar; got tuple"),
     (lambda w: float(w[0, 0]), "cannot be traced"),
     (lambda w: np.sum(np.asarray(w)), "cannot be traced"),
-])
+  ],
+)
 def test_check_loss_refuses_what_gradient_descent_cannot_run(fn, match):
   with pytest.raises(ValueError, match=match):
     lt.losses.check_loss(fn, DIMS)
@@ -137,9 +197,11 @@ def test_check_loss_refuses_what_gradient_descent_cannot_run(fn, match):
 
 def test_check_loss_accepts_losses_and_uses_the_end_to_end_shape():
   seen = []
+
   def loss(w):
     seen.append((w.shape, w.dtype))
-    return jnp.sum(w ** 2)
+    return jnp.sum(w**2)
+
   assert lt.losses.check_loss(loss, DIMS).fn is loss
   with jax.enable_x64(True):
     lt.losses.check_loss(loss, _weights())
@@ -148,11 +210,14 @@ def test_check_loss_accepts_losses_and_uses_the_end_to_end_shape():
   assert lt.losses.check_loss(target, DIMS) is target
 
 
-@pytest.mark.parametrize("init", [
+@pytest.mark.parametrize(
+  "init",
+  [
     lambda key: lt.init.balanced(key, DIMS, std=0.1),
     lambda key: lt.init.gaussian(key, DIMS, std=0.1),
     lambda key: lt.init.orthogonal(key, DIMS),
-])
+  ],
+)
 def test_inits_take_legacy_and_typed_keys_and_refuse_an_int(init):
   legacy, typed = init(jax.random.PRNGKey(0)), init(jax.random.key(0))
   assert all(np.array_equal(a, b) for a, b in zip(legacy, typed, strict=True))
@@ -162,12 +227,16 @@ def test_inits_take_legacy_and_typed_keys_and_refuse_an_int(init):
 
 def test_init_by_name():
   key = jax.random.PRNGKey(1)
-  by_name = {name: lt.init.by_name(name)(key, (3, 3, 3), 0.5)
-             for name in ("balanced", "gaussian", "orthogonal", "residual")}
-  reference = dict(balanced=lt.init.balanced(key, (3, 3, 3), std=0.5),
-                   gaussian=lt.init.gaussian(key, (3, 3, 3), std=0.5),
-                   orthogonal=lt.init.orthogonal(key, (3, 3, 3), scale=0.5),
-                   residual=lt.init.residual((3, 3, 3)))
+  by_name = {
+    name: lt.init.by_name(name)(key, (3, 3, 3), 0.5)
+    for name in ("balanced", "gaussian", "orthogonal", "residual")
+  }
+  reference = dict(
+    balanced=lt.init.balanced(key, (3, 3, 3), std=0.5),
+    gaussian=lt.init.gaussian(key, (3, 3, 3), std=0.5),
+    orthogonal=lt.init.orthogonal(key, (3, 3, 3), scale=0.5),
+    residual=lt.init.residual((3, 3, 3)),
+  )
   for name, weights in by_name.items():
     assert all(np.array_equal(a, b) for a, b in zip(weights, reference[name], strict=True)), name
   with pytest.raises(ValueError, match="balanced, gaussian, orthogonal, residual"):
@@ -178,7 +247,7 @@ def test_deficiency_margin_of_a_target_of_the_wrong_shape():
   with pytest.raises(ValueError, match=r"target has shape \(3, 3\); it must be .* \(2, 3\)"):
     lt.metrics.deficiency_margin(_weights(), jnp.ones((3, 3)))
   with pytest.raises(ValueError, match="target has shape"):
-    lt.metrics.deficiency_margin(_weights(), jnp.ones((1, 3)))   # would broadcast
+    lt.metrics.deficiency_margin(_weights(), jnp.ones((1, 3)))  # would broadcast
 
 
 def test_reproduce_with_a_missing_data_file_is_a_one_line_error(tmp_path, capsys):

@@ -26,14 +26,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lintraj._curvature import (_default_iterations, _default_key, _flat_loss, _num_params,
-                                _random_start_ritz_values)
+from lintraj._curvature import (
+  _default_iterations,
+  _default_key,
+  _flat_loss,
+  _num_params,
+  _random_start_ritz_values,
+)
 from lintraj.losses import as_loss, check_covariance
 from lintraj.network import check_weights
 from lintraj.validation import check_int, check_positive
 
-__all__ = ["Classification", "classify", "GradientFlatness", "gradient_flatness",
-           "AutoencoderCriticalPoints", "autoencoder_critical_points"]
+__all__ = [
+  "Classification",
+  "classify",
+  "GradientFlatness",
+  "gradient_flatness",
+  "AutoencoderCriticalPoints",
+  "autoencoder_critical_points",
+]
 
 # classify's probe: radii as multiples of probe_radius (higher-order descent shows at some scale),
 # and its projected gradient steps on each sphere: count, first angle, decay per step.
@@ -45,8 +56,9 @@ _PROBE_DECAY = 0.92
 
 def _check_points(weights) -> tuple[tuple, bool, int]:
   """``(weights, batched, P)``: one network, or a batch (every layer with a leading batch axis)."""
-  batched = (isinstance(weights, Sequence) and len(weights) > 0
-             and all(jnp.ndim(w) == 3 for w in weights))
+  batched = (
+    isinstance(weights, Sequence) and len(weights) > 0 and all(jnp.ndim(w) == 3 for w in weights)
+  )
   if batched:
     weights = tuple(jnp.asarray(w) for w in weights)
     return weights, True, _num_params(check_weights(tuple(w[0] for w in weights)))
@@ -105,7 +117,7 @@ def _probe_decrease(f, flat, value, grad, starts, radii):
       d, lowest = state
       h, slope = jax.value_and_grad(functools.partial(above_tangent, t))(d)
       tangent = slope - (slope @ d) * d
-      angle = _PROBE_ANGLE * _PROBE_DECAY ** k
+      angle = _PROBE_ANGLE * _PROBE_DECAY**k
       d = d - angle * tangent / jnp.maximum(jnp.linalg.norm(tangent), tiny)
       return d / jnp.linalg.norm(d), jnp.minimum(lowest, h)
 
@@ -130,18 +142,26 @@ def _classification_numbers(weights, args, num_probes):
   radii = probe_radius * jnp.asarray(_PROBE_SCALES, flat.dtype)
   decrease = _probe_decrease(f, flat, value, grad, starts, radii)
   return dict(
-      loss=value,
-      squared_grad_norm=grad @ grad,
-      num_negative=jnp.sum(eigenvalues < -eig_tol),
-      num_near_zero=jnp.sum(near_zero),
-      min_eigenvalue=eigenvalues[0],
-      max_eigenvalue=eigenvalues[-1],
-      probe_decrease=jnp.where(jnp.any(near_zero), decrease, 0.0),
+    loss=value,
+    squared_grad_norm=grad @ grad,
+    num_negative=jnp.sum(eigenvalues < -eig_tol),
+    num_near_zero=jnp.sum(near_zero),
+    min_eigenvalue=eigenvalues[0],
+    max_eigenvalue=eigenvalues[-1],
+    probe_decrease=jnp.where(jnp.any(near_zero), decrease, 0.0),
   )
 
 
-def classify(weights, loss, *, grad_tol: float = 1e-10, eig_tol: float = 1e-5,
-             probe_radius: float = 0.1, num_probes: int = 32, key=None) -> Classification:
+def classify(
+  weights,
+  loss,
+  *,
+  grad_tol: float = 1e-10,
+  eig_tol: float = 1e-5,
+  probe_radius: float = 0.1,
+  num_probes: int = 32,
+  key=None,
+) -> Classification:
   r"""Classify a point of the landscape from its gradient, Hessian spectrum and a higher-order
   probe.
 
@@ -202,15 +222,22 @@ def classify(weights, loss, *, grad_tol: float = 1e-10, eig_tol: float = 1e-5,
   num_probes = check_int("num_probes", num_probes, 1)
   weights, batched, size = _check_points(weights)
   numbers = _compiled(_classification_numbers, batched, (("num_probes", num_probes),))(
-      weights, (loss, eig_tol, probe_radius, _default_key(key)))
+    weights, (loss, eig_tol, probe_radius, _default_key(key))
+  )
   host = {name: np.asarray(value) for name, value in numbers.items()}
   rounding = 100 * np.finfo(host["loss"].dtype).eps * (1 + np.abs(host["loss"]))
-  verdict = np.where(host["squared_grad_norm"] >= grad_tol, "not critical",
-                     np.where(host["num_negative"] > 0, "strict saddle",
-                              np.where(host["probe_decrease"] > rounding, "non-strict saddle",
-                                       "minimum")))
-  return Classification(verdict=verdict if batched else str(verdict),
-                        index=host["num_negative"] / size, **numbers)
+  verdict = np.where(
+    host["squared_grad_norm"] >= grad_tol,
+    "not critical",
+    np.where(
+      host["num_negative"] > 0,
+      "strict saddle",
+      np.where(host["probe_decrease"] > rounding, "non-strict saddle", "minimum"),
+    ),
+  )
+  return Classification(
+    verdict=verdict if batched else str(verdict), index=host["num_negative"] / size, **numbers
+  )
 
 
 class GradientFlatness(NamedTuple):
@@ -236,15 +263,24 @@ def _flatness_numbers(weights, args, num_iterations):
   grad_norm = jnp.linalg.norm(grad)
   denominator = spectral_norm * grad_norm
   positive = denominator > 0
-  ratio = jnp.where(positive, jnp.linalg.norm(matvec(grad)) / jnp.where(positive, denominator, 1.0),
-                    0.0)
-  squared = grad_norm ** 2
-  return GradientFlatness(ratio=ratio, squared_grad_norm=squared,
-                          gradient_flat=(ratio < flat_tol) & (squared >= grad_tol))
+  ratio = jnp.where(
+    positive, jnp.linalg.norm(matvec(grad)) / jnp.where(positive, denominator, 1.0), 0.0
+  )
+  squared = grad_norm**2
+  return GradientFlatness(
+    ratio=ratio, squared_grad_norm=squared, gradient_flat=(ratio < flat_tol) & (squared >= grad_tol)
+  )
 
 
-def gradient_flatness(weights, loss, *, flat_tol: float = 1e-3, grad_tol: float = 1e-10,
-                      num_iterations: int | None = None, key=None) -> GradientFlatness:
+def gradient_flatness(
+  weights,
+  loss,
+  *,
+  flat_tol: float = 1e-3,
+  grad_tol: float = 1e-10,
+  num_iterations: int | None = None,
+  key=None,
+) -> GradientFlatness:
   r"""The gradient-flat diagnostic of Frye et al. (2020): is the gradient nearly in the Hessian's
   kernel?
 
@@ -286,10 +322,14 @@ def gradient_flatness(weights, loss, *, flat_tol: float = 1e-3, grad_tol: float 
   flat_tol = check_positive("flat_tol", flat_tol)
   grad_tol = check_positive("grad_tol", grad_tol)
   weights, batched, size = _check_points(weights)
-  num_iterations = (_default_iterations(1, size) if num_iterations is None
-                    else min(check_int("num_iterations", num_iterations, 1), size))
+  num_iterations = (
+    _default_iterations(1, size)
+    if num_iterations is None
+    else min(check_int("num_iterations", num_iterations, 1), size)
+  )
   return _compiled(_flatness_numbers, batched, (("num_iterations", num_iterations),))(
-      weights, (loss, flat_tol, grad_tol, _default_key(key)))
+    weights, (loss, flat_tol, grad_tol, _default_key(key))
+  )
 
 
 class AutoencoderCriticalPoints(NamedTuple):
@@ -381,8 +421,10 @@ def autoencoder_critical_points(cov, hidden: int, depth: int) -> AutoencoderCrit
   largest = min(hidden, n)
   count = sum(math.comb(n, r) for r in range(largest + 1))
   if count > _MAX_CRITICAL_POINTS:
-    raise ValueError(f"{count} index sets (n = {n}, hidden = {hidden}) is too many to enumerate; "
-                     f"use a smaller n or hidden width (at most {_MAX_CRITICAL_POINTS} sets).")
+    raise ValueError(
+      f"{count} index sets (n = {n}, hidden = {hidden}) is too many to enumerate; "
+      f"use a smaller n or hidden width (at most {_MAX_CRITICAL_POINTS} sets)."
+    )
   host = np.asarray(cov, np.float64)
   eigenvalues, eigenvectors = np.linalg.eigh((host + host.T) / 2)
   eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
@@ -396,8 +438,9 @@ def autoencoder_critical_points(cov, hidden: int, depth: int) -> AutoencoderCrit
   sizes = components.sum(axis=1)
   # Selection S (p x n): hidden unit k carries the k-th chosen component.
   position = np.cumsum(components, axis=1) - 1
-  selection = (components[:, None, :] & (position[:, None, :] == np.arange(hidden)[None, :, None])
-               ).astype(np.float64)
+  selection = (
+    components[:, None, :] & (position[:, None, :] == np.arange(hidden)[None, :, None])
+  ).astype(np.float64)
   first = selection @ eigenvectors.T[None, :, :]
   last = eigenvectors[None, :, :] @ np.transpose(selection, (0, 2, 1))
   middle = selection @ np.transpose(selection, (0, 2, 1))
@@ -408,11 +451,21 @@ def autoencoder_critical_points(cov, hidden: int, depth: int) -> AutoencoderCrit
   loss = 0.5 * (eigenvalues.sum() - kept.sum(axis=1))
   # Swap pairs: dropped i stronger than kept j.
   stronger = eigenvalues[:, None] > eigenvalues[None, :]
-  swaps = np.einsum("ki,kj,ij->k", (~components).astype(np.int64), components.astype(np.int64),
-                    stronger.astype(np.int64))
+  swaps = np.einsum(
+    "ki,kj,ij->k",
+    (~components).astype(np.int64),
+    components.astype(np.int64),
+    stronger.astype(np.int64),
+  )
   dropped_positive = np.sum(~components & (eigenvalues[None, :] > 0), axis=1)
   num_negative = swaps + (depth == 2) * (hidden - sizes) * dropped_positive
   size = 2 * n * hidden + (depth - 2) * hidden * hidden
-  return AutoencoderCriticalPoints(components=components, weights=weights, loss=loss.astype(dtype),
-                                   num_negative=num_negative, index=num_negative / size,
-                                   eigenvalues=eigenvalues, eigenvectors=eigenvectors)
+  return AutoencoderCriticalPoints(
+    components=components,
+    weights=weights,
+    loss=loss.astype(dtype),
+    num_negative=num_negative,
+    index=num_negative / size,
+    eigenvalues=eigenvalues,
+    eigenvectors=eigenvectors,
+  )

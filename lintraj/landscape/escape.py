@@ -29,8 +29,9 @@ class PerturbedGradientDescentState(NamedTuple):
   steps_since_perturbation: Any
 
 
-def perturbed_gradient_descent(lr: float, *, radius: float, grad_threshold: float, wait: int,
-                               seed: int = 0) -> optax.GradientTransformation:
+def perturbed_gradient_descent(
+  lr: float, *, radius: float, grad_threshold: float, wait: int, seed: int = 0
+) -> optax.GradientTransformation:
   r"""Perturbed gradient descent (Jin et al. 2017) as an optax transformation, usable with
   :func:`lintraj.train`.
 
@@ -75,8 +76,9 @@ def perturbed_gradient_descent(lr: float, *, radius: float, grad_threshold: floa
   def init(params):
     del params
     since = jnp.asarray(wait, jnp.int32)
-    return PerturbedGradientDescentState(key=jax.random.PRNGKey(seed),
-                                         steps_since_perturbation=since)
+    return PerturbedGradientDescentState(
+      key=jax.random.PRNGKey(seed), steps_since_perturbation=since
+    )
 
   def update(grads, state, params=None):
     del params
@@ -94,8 +96,11 @@ def perturbed_gradient_descent(lr: float, *, radius: float, grad_threshold: floa
   return optax.GradientTransformation(init, update)
 
 
-def saddle_free_newton(lr: float = 1.0, *, damping: float = 1e-3) -> optax.GradientTransformationExtraArgs:
-  r"""Saddle-free Newton (Dauphin et al. 2014) as an optax transformation, usable with :func:`lintraj.train`.
+def saddle_free_newton(
+  lr: float = 1.0, *, damping: float = 1e-3
+) -> optax.GradientTransformationExtraArgs:
+  r"""Saddle-free Newton (Dauphin et al. 2014) as an optax transformation, usable with
+  :func:`lintraj.train`.
 
   .. math::
      \theta_{t+1} = \theta_t - \eta\, (|H_t| + \mu I)^{-1} g_t, \qquad
@@ -131,9 +136,11 @@ def saddle_free_newton(lr: float = 1.0, *, damping: float = 1e-3) -> optax.Gradi
     problem in high-dimensional non-convex optimization. NeurIPS 2014 (arXiv 1406.2572), Section 5.
   """
   if callable(lr):
-    raise ValueError("saddle_free_newton no longer takes the loss: the run passes it to the "
-                     "update as value_fn (optax's extra-args protocol). Call "
-                     "saddle_free_newton(lr, damping=...).")
+    raise ValueError(
+      "saddle_free_newton no longer takes the loss: the run passes it to the "
+      "update as value_fn (optax's extra-args protocol). Call "
+      "saddle_free_newton(lr, damping=...)."
+    )
   lr = check_positive("lr", lr)
   damping = check_positive("damping", damping)
 
@@ -144,9 +151,11 @@ def saddle_free_newton(lr: float = 1.0, *, damping: float = 1e-3) -> optax.Gradi
   def update(grads, state, params=None, *, value_fn=None, **extra_args):
     del extra_args
     if params is None or value_fn is None:
-      raise ValueError("saddle_free_newton needs the weights and the loss: call "
-                       "update(grads, state, params, value_fn=loss_of_weights) (lintraj.train "
-                       "does).")
+      raise ValueError(
+        "saddle_free_newton needs the weights and the loss: call "
+        "update(grads, state, params, value_fn=loss_of_weights) (lintraj.train "
+        "does)."
+      )
     flat_grads, unravel = ravel_pytree(grads)
     flat, unravel_params = ravel_pytree(params)
     hessian = jax.hessian(lambda theta: value_fn(unravel_params(theta)))(flat)

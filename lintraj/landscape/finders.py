@@ -23,8 +23,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from lintraj._curvature import (_check_network, _default_key, _flat_loss, _lanczos, _num_params,
-                                _tridiagonal)
+from lintraj._curvature import (
+  _check_network,
+  _default_key,
+  _flat_loss,
+  _lanczos,
+  _num_params,
+  _tridiagonal,
+)
 from lintraj.validation import check_int, check_positive
 
 __all__ = ["CriticalPointSearch", "gradient_norm_descent", "newton_mr", "damped_newton"]
@@ -57,6 +63,7 @@ class CriticalPointSearch(NamedTuple):
 
 def _backtrack(accept, trial):
   """The largest ``trial / 2^k`` (k < _MAX_HALVINGS) that ``accept``s, or 0 if none."""
+
   def unaccepted(state):
     _, halvings, ok = state
     return ~ok & (halvings < _MAX_HALVINGS)
@@ -71,9 +78,12 @@ def _backtrack(accept, trial):
 
 def _search_result(unravel, x, history, final_value, final_squared):
   values, squared, steps = history
-  return CriticalPointSearch(point=unravel(x), loss=jnp.concatenate([values, final_value[None]]),
-                             squared_grad_norm=jnp.concatenate([squared, final_squared[None]]),
-                             step_size=steps)
+  return CriticalPointSearch(
+    point=unravel(x),
+    loss=jnp.concatenate([values, final_value[None]]),
+    squared_grad_norm=jnp.concatenate([squared, final_squared[None]]),
+    step_size=steps,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
@@ -88,7 +98,7 @@ def _gradient_norm_run(weights, loss, lr, steps):
   def step(carry, _):
     x, trial = carry
     g, matvec = jax.linearize(grad, x)
-    descent = matvec(g)                      # grad of 1/2 ||g||^2
+    descent = matvec(g)  # grad of 1/2 ||g||^2
     phi, slope = 0.5 * g @ g, descent @ descent
 
     def accept(a):
@@ -165,7 +175,7 @@ def _newton_mr_run(weights, loss, key, steps, minres_iterations):
     tbar = tbar.at[m, m - 1].set(betas[-1])
     coefficients = jnp.linalg.lstsq(tbar, -jnp.sqrt(squared) * rhs_unit)[0]
     direction = basis[:m].T @ coefficients
-    slope = direction @ matvec(g)            # <p, H g> = -||H p||^2 <= 0
+    slope = direction @ matvec(g)  # <p, H g> = -||H p||^2 <= 0
 
     def accept(a):
       new = squared_norm(x + a * direction)
@@ -178,8 +188,9 @@ def _newton_mr_run(weights, loss, key, steps, minres_iterations):
   return _search_result(unravel, x, history, f(x), squared_norm(x))
 
 
-def newton_mr(weights, loss, *, steps: int, minres_iterations: int | None = None,
-              key=None) -> CriticalPointSearch:
+def newton_mr(
+  weights, loss, *, steps: int, minres_iterations: int | None = None, key=None
+) -> CriticalPointSearch:
   r"""Find a critical point with Newton-MR: MINRES Newton directions, line search on
   :math:`\|g\|^2`.
 
@@ -224,8 +235,11 @@ def newton_mr(weights, loss, *, steps: int, minres_iterations: int | None = None
   weights, loss = _check_network(weights, loss)
   steps = _check_steps(steps)
   size = _num_params(weights)
-  m = min(size, 50) if minres_iterations is None else min(
-      check_int("minres_iterations", minres_iterations, 1), size)
+  m = (
+    min(size, 50)
+    if minres_iterations is None
+    else min(check_int("minres_iterations", minres_iterations, 1), size)
+  )
   return _newton_mr_run(weights, loss, _default_key(key), steps, m)
 
 
@@ -248,8 +262,9 @@ def _damped_newton_run(weights, loss, lr, damping, rcond, steps):
   return _search_result(unravel, x, history, f(x), g @ g)
 
 
-def damped_newton(weights, loss, *, steps: int, lr: float = 0.5, damping: float = 0.0,
-                  rcond: float = 1e-10) -> CriticalPointSearch:
+def damped_newton(
+  weights, loss, *, steps: int, lr: float = 0.5, damping: float = 0.0, rcond: float = 1e-10
+) -> CriticalPointSearch:
   r"""Find a critical point with damped Newton: a fixed fraction of the (shifted,
   pseudo-inverse) Newton step.
 
@@ -293,5 +308,11 @@ def damped_newton(weights, loss, *, steps: int, lr: float = 0.5, damping: float 
     raise ValueError(f"lr is the fraction of the Newton step taken, in (0, 1]; got {lr}.")
   damping = check_positive("damping", damping, allow_zero=True)
   rcond = check_positive("rcond", rcond)
-  return _damped_newton_run(weights, loss, jnp.asarray(lr, dtype), jnp.asarray(damping, dtype),
-                            jnp.asarray(rcond, dtype), steps)
+  return _damped_newton_run(
+    weights,
+    loss,
+    jnp.asarray(lr, dtype),
+    jnp.asarray(damping, dtype),
+    jnp.asarray(rcond, dtype),
+    steps,
+  )

@@ -41,17 +41,28 @@ NAME = "acceleration"
 
 def protocol(quick: bool) -> dict:
   """The settings of a run: the full one, or the small ``quick`` one."""
-  lrs = lambda low, high, per_decade: tuple(float(f"{x:.6g}")
-                                            for x in np.logspace(low, high, round((high - low) * per_decade) + 1))
-  return dict(samples=200 if quick else 1000, features=12, noise=0.5, hidden=8, init_std=1e-2, ps=(4, 2),
-              depths=(1, 2) if quick else (1, 2, 3, 4), tol=1e-4,
-              lrs=lrs(-2, 0.5, 4) if quick else lrs(-3, 0.5, 6),
-              caps=(1500,) if quick else (300, 1000, 3000, 10_000, 30_000),
-              curve_steps=1000 if quick else 2000, curve_records=200)
+  lrs = lambda low, high, per_decade: tuple(
+    float(f"{x:.6g}") for x in np.logspace(low, high, round((high - low) * per_decade) + 1)
+  )
+  return dict(
+    samples=200 if quick else 1000,
+    features=12,
+    noise=0.5,
+    hidden=8,
+    init_std=1e-2,
+    ps=(4, 2),
+    depths=(1, 2) if quick else (1, 2, 3, 4),
+    tol=1e-4,
+    lrs=lrs(-2, 0.5, 4) if quick else lrs(-3, 0.5, 6),
+    caps=(1500,) if quick else (300, 1000, 3000, 10_000, 30_000),
+    curve_steps=1000 if quick else 2000,
+    curve_records=200,
+  )
 
 
 def regression_data(samples: int, features: int, noise: float, seed: int = 0):
-  """Inputs with feature scales from 1 down to 0.1 and labels of a Gaussian linear teacher plus noise.
+  """Inputs with feature scales from 1 down to 0.1 and labels of a Gaussian linear teacher plus
+  noise.
 
   Example:
     >>> x, y = regression_data(5, 3, 0.1)
@@ -83,15 +94,23 @@ def lp_minimum(x, y, p: float, iterations: int = 100):
   return w, float(np.sum(np.abs(x @ w - y) ** p) / (p * m))
 
 
-def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: int = 0,
-        progress: bool = False) -> dict:
-  r"""Reproduce the implicit acceleration of depth on :math:`\ell_4` (and its absence on :math:`\ell_2`).
+def run(
+  quick: bool = False,
+  out_dir=f"out/{NAME}",
+  *,
+  pdf: bool = False,
+  seed: int = 0,
+  progress: bool = False,
+) -> dict:
+  r"""Reproduce the implicit acceleration of depth on :math:`\ell_4` (and its absence on
+  :math:`\ell_2`).
 
   Returns, per ``p`` and depth: ``iterations`` (of the fastest learning rate; ``-1`` if none
-  converged within the cap), ``lr`` (that learning rate), ``speedup`` (depth-1 iterations over these),
-  and for depths > 1 ``flow_gap`` (the largest difference between the network's loss and that of
-  ``lintraj.theory.end_to_end_flow`` at the same learning rate over the first ``curve_steps`` steps,
-  relative to the initial excess loss); and the optimum :math:`L^*` per ``p``.
+  converged within the cap), ``lr`` (that learning rate), ``speedup`` (depth-1 iterations over
+  these), and for depths > 1 ``flow_gap`` (the largest difference between the network's loss and
+  that of ``lintraj.theory.end_to_end_flow`` at the same learning rate over the first
+  ``curve_steps`` steps, relative to the initial excess loss); and the optimum :math:`L^*` per
+  ``p``.
 
   Example:
     >>> protocol(quick=True)["ps"]
@@ -106,7 +125,9 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
   x, y = regression_data(p["samples"], p["features"], p["noise"], seed)
   per_p, curves = {}, {}
   with jax.enable_x64(True):
-    w0 = p["init_std"] * np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (1, p["features"]), jnp.float64))
+    w0 = p["init_std"] * np.asarray(
+      jax.random.normal(jax.random.PRNGKey(seed), (1, p["features"]), jnp.float64)
+    )
     start_at = lambda key, dims, std: init.balanced(None, dims, end_to_end=w0, dtype=jnp.float64)
     for power in p["ps"]:
       loss = losses.lp_regression(x, y, power)
@@ -116,26 +137,45 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
       stats = {}
       for depth in p["depths"]:
         dims = (p["features"],) + (p["hidden"],) * (depth - 1) + (1,)
-        best, _ = fastest_iterations(start_at, dims, loss, stds=[1.0], lrs=p["lrs"], caps=p["caps"],
-                                     threshold=threshold, seed=seed, progress=progress)
+        best, _ = fastest_iterations(
+          start_at,
+          dims,
+          loss,
+          stds=[1.0],
+          lrs=p["lrs"],
+          caps=p["caps"],
+          threshold=threshold,
+          seed=seed,
+          progress=progress,
+        )
         steps, lr = int(best["steps"][0]), float(best["lr"][0])
         stats[str(depth)] = dict(iterations=steps, lr=lr)
         if steps < 0:
           continue
         length, record_every = p["curve_steps"], p["curve_steps"] // p["curve_records"]
-        traj = gradient_descent(start_at(None, dims, None), loss, lr=lr, steps=length, record_every=record_every)
+        traj = gradient_descent(
+          start_at(None, dims, None), loss, lr=lr, steps=length, record_every=record_every
+        )
         curve = dict(step=np.asarray(traj.step), excess=np.asarray(traj.loss) - optimum)
         if depth > 1:
-          flow = theory.end_to_end_flow(jnp.asarray(w0), loss, depth, lr=lr, steps=length, record_every=record_every)
+          flow = theory.end_to_end_flow(
+            jnp.asarray(w0), loss, depth, lr=lr, steps=length, record_every=record_every
+          )
           curve["flow_excess"] = np.asarray(flow.loss) - optimum
-          stats[str(depth)]["flow_gap"] = float(np.max(np.abs(curve["flow_excess"] - curve["excess"]))
-                                                / (initial - optimum))
+          stats[str(depth)]["flow_gap"] = float(
+            np.max(np.abs(curve["flow_excess"] - curve["excess"])) / (initial - optimum)
+          )
         curves[power, depth] = curve
       base = stats["1"]["iterations"]
       for depth_stats in stats.values():
-        depth_stats["speedup"] = (base / depth_stats["iterations"] if base > 0 and depth_stats["iterations"] > 0
-                                  else float("nan"))
-      per_p[str(power)] = dict(optimum=optimum, initial_loss=initial, threshold=threshold, depths=stats)
+        depth_stats["speedup"] = (
+          base / depth_stats["iterations"]
+          if base > 0 and depth_stats["iterations"] > 0
+          else float("nan")
+        )
+      per_p[str(power)] = dict(
+        optimum=optimum, initial_loss=initial, threshold=threshold, depths=stats
+      )
   results = dict(name=NAME, quick=quick, protocol=p, seed=seed, p=per_p)
   fig = _figure(p, per_p, curves)
   results["seconds"] = round(time.perf_counter() - start, 2)
@@ -143,8 +183,13 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
   for power in p["ps"]:
     for depth in p["depths"]:
       row = per_p[str(power)]["depths"][str(depth)]
-      for key, value in (("p", power), ("depth", depth), ("iterations", row["iterations"]), ("lr", row["lr"]),
-                         ("speedup", row["speedup"])):
+      for key, value in (
+        ("p", power),
+        ("depth", depth),
+        ("iterations", row["iterations"]),
+        ("lr", row["lr"]),
+        ("speedup", row["speedup"]),
+      ):
         table[key].append(value)
   return write_outputs(NAME, out_dir, fig, results, tables={"iterations": table}, pdf=pdf)
 
@@ -157,16 +202,34 @@ def _figure(p, per_p, curves):
       if (power, depth) not in curves:
         continue
       curve, stats = curves[power, depth], per_p[str(power)]["depths"][str(depth)]
-      ax.semilogy(curve["step"], curve["excess"], color=f"C{i}",
-                  label=f"depth {depth}, lr {stats['lr']:.3g}: {stats['iterations']} iterations")
+      ax.semilogy(
+        curve["step"],
+        curve["excess"],
+        color=f"C{i}",
+        label=f"depth {depth}, lr {stats['lr']:.3g}: {stats['iterations']} iterations",
+      )
       if "flow_excess" in curve:
-        ax.semilogy(curve["step"], curve["flow_excess"], color="k", lw=0.8, ls=":",
-                    label="end-to-end rule (theory.end_to_end_flow)" if depth == 2 else None)
-    ax.axhline(per_p[str(power)]["threshold"] - per_p[str(power)]["optimum"], color="gray", lw=0.6, ls="--",
-               label="converged")
+        ax.semilogy(
+          curve["step"],
+          curve["flow_excess"],
+          color="k",
+          lw=0.8,
+          ls=":",
+          label="end-to-end rule (theory.end_to_end_flow)" if depth == 2 else None,
+        )
+    ax.axhline(
+      per_p[str(power)]["threshold"] - per_p[str(power)]["optimum"],
+      color="gray",
+      lw=0.6,
+      ls="--",
+      label="converged",
+    )
     ax.set_ylim(bottom=1e-12)
-    ax.set(xlabel="iteration", ylabel=r"excess loss $L - L^*$ (log scale)",
-           title=f"({letter}) $\\ell_{power}$ regression, each depth at its fastest lr")
+    ax.set(
+      xlabel="iteration",
+      ylabel=r"excess loss $L - L^*$ (log scale)",
+      title=f"({letter}) $\\ell_{power}$ regression, each depth at its fastest lr",
+    )
     ax.legend(fontsize="x-small")
   ax = axes[2]
   for power, marker in zip(p["ps"], "os"):
@@ -175,10 +238,15 @@ def _figure(p, per_p, curves):
     its[its < 0] = np.nan
     ax.semilogy(p["depths"], its, marker=marker, label=f"$\\ell_{power}$")
   ax.set_xticks(p["depths"])
-  ax.set(xlabel="depth N", ylabel="iterations to converge (log scale)",
-         title="(c) iterations to converge vs depth (tuned lr)")
+  ax.set(
+    xlabel="depth N",
+    ylabel="iterations to converge (log scale)",
+    title="(c) iterations to converge vs depth (tuned lr)",
+  )
   ax.legend()
-  fig.suptitle(f"Arora, Cohen, Hazan 2018: depth accelerates GD on $\\ell_4$, not on $\\ell_2$ "
-               f"({p['samples']} samples, {p['features']} features, converged = excess loss "
-               f"{p['tol']:g} x initial)")
+  fig.suptitle(
+    f"Arora, Cohen, Hazan 2018: depth accelerates GD on $\\ell_4$, not on $\\ell_2$ "
+    f"({p['samples']} samples, {p['features']} features, converged = excess loss "
+    f"{p['tol']:g} x initial)"
+  )
   return fig

@@ -18,17 +18,18 @@ Scalar regression reduced by whitening to the loss :math:`\tfrac12\|W_{1:N} - \P
 The target. The paper uses the UCI gas-sensor data (not shipped). After PCA whitening only
 :math:`\Phi` matters, and both init laws (Gaussian layers, and a Gaussian end-to-end matrix) are
 invariant under :math:`W_1 \mapsto W_1 Q` for orthogonal :math:`Q`, while GD is equivariant under it
-(if :math:`W_j(t)` solves GD for :math:`\Phi`, then :math:`W_1(t) Q` solves it for :math:`\Phi Q`, with
-the same loss, balancedness and margin at every step). Any unit :math:`\Phi \in \mathbb{R}^{1 \times 128}`
-is :math:`e_1^\top Q` for some :math:`Q`, so all give the same distribution of trajectories: the
-default target is a random unit vector. ``data=`` takes a CSV file instead (features, then the label
-in the last column), whitened by :func:`lintraj.whiten`, with the label scaled so that
+(if :math:`W_j(t)` solves GD for :math:`\Phi`, then :math:`W_1(t) Q` solves it for :math:`\Phi Q`,
+with the same loss, balancedness and margin at every step). Any unit :math:`\Phi \in \mathbb{R}^{1
+\times 128}` is :math:`e_1^\top Q` for some :math:`Q`, so all give the same distribution of
+trajectories: the default target is a random unit vector. ``data=`` takes a CSV file instead
+(features, then the label in the last column), whitened by :func:`lintraj.whiten`, with the label
+scaled so that
 :math:`\|\Phi\|_F = 1`; ``d_0`` is then the number of whitened features.
 
 The cost. Lanes of the grid that never converge run to the cap, so the cost is about
 ``(non-converging lanes) x cap`` GD steps. The search runs in stages of growing caps: a std leaves
-the search as soon as one of its learning rates has converged (a later one could only be slower), and
-diverged lanes are dropped; the survivors continue from their weights (no step is repeated).
+the search as soon as one of its learning rates has converged (a later one could only be slower),
+and diverged lanes are dropped; the survivors continue from their weights (no step is repeated).
 Protocols (:func:`protocol`): ``quick`` (seconds; the tests and the notebook's CI run), the default
 (the paper's cap ``1e6``, 2 stds and learning rates per decade) and ``full=True`` (4 per decade).
 The measured run times are in the README.
@@ -67,14 +68,33 @@ def protocol(quick: bool = False, full: bool = False) -> dict:
   """
   if quick and full:
     raise ValueError("choose quick or full, not both.")
-  grid = lambda low, high, per_decade: tuple(float(f"{x:.6g}") for x in np.logspace(low, high, (high - low) * per_decade + 1))
+  grid = lambda low, high, per_decade: tuple(
+    float(f"{x:.6g}") for x in np.logspace(low, high, (high - low) * per_decade + 1)
+  )
   if quick:
-    return dict(d0=128, hidden=32, depths=(3, 8), stds=(1e-4, 1e-2, 0.1, 1.0), lrs=(1e-3, 1e-2, 0.1, 1.0),
-                caps=(3000,), threshold=1e-5, panel_c_std=1e-3, panel_c_depth=3)
+    return dict(
+      d0=128,
+      hidden=32,
+      depths=(3, 8),
+      stds=(1e-4, 1e-2, 0.1, 1.0),
+      lrs=(1e-3, 1e-2, 0.1, 1.0),
+      caps=(3000,),
+      threshold=1e-5,
+      panel_c_std=1e-3,
+      panel_c_depth=3,
+    )
   per_decade = 4 if full else 2
-  return dict(d0=128, hidden=32, depths=(3, 8), stds=grid(-7, 0, per_decade), lrs=grid(-4, 0, per_decade),
-              caps=(1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000),
-              threshold=1e-5, panel_c_std=1e-3, panel_c_depth=3)
+  return dict(
+    d0=128,
+    hidden=32,
+    depths=(3, 8),
+    stds=grid(-7, 0, per_decade),
+    lrs=grid(-4, 0, per_decade),
+    caps=(1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000),
+    threshold=1e-5,
+    panel_c_std=1e-3,
+    panel_c_depth=3,
+  )
 
 
 def read_csv(path):
@@ -95,10 +115,14 @@ def read_csv(path):
   try:
     table = np.array([[float(v) for v in row] for row in rows], np.float64)
   except ValueError as err:
-    raise ValueError(f"{path} must hold numbers only (after an optional header row): {err}.") from None
+    raise ValueError(
+      f"{path} must hold numbers only (after an optional header row): {err}."
+    ) from None
   if table.ndim != 2 or table.shape[1] < 2 or table.shape[0] < 3:
-    raise ValueError(f"{path} must have at least 3 rows and 2 columns (features, then the label); "
-                     f"got shape {table.shape}.")
+    raise ValueError(
+      f"{path} must have at least 3 rows and 2 columns (features, then the label); "
+      f"got shape {table.shape}."
+    )
   return table[:, :-1], table[:, -1]
 
 
@@ -123,19 +147,40 @@ def target(d0: int, data=None, seed: int = 0):
   phi = np.asarray(phi, np.float64)
   norm = float(np.linalg.norm(phi))
   if norm == 0:
-    raise ValueError(f"the label in {data} is uncorrelated with every feature (Phi = 0); nothing to fit.")
-  return phi / norm, dict(kind="csv", path=str(data), samples=int(x.shape[0]), features=int(x.shape[1]),
-                          whitened_features=int(x_white.shape[1]), label_scale=1 / norm)
+    raise ValueError(
+      f"the label in {data} is uncorrelated with every feature (Phi = 0); nothing to fit."
+    )
+  return phi / norm, dict(
+    kind="csv",
+    path=str(data),
+    samples=int(x.shape[0]),
+    features=int(x.shape[1]),
+    whitened_features=int(x_white.shape[1]),
+    label_scale=1 / norm,
+  )
 
 
 def _min_gram_norm(layer_singular_values) -> np.ndarray:
-  r""":math:`\min_j \|W_j W_j^\top\|_F = \min_j (\sum_i \sigma_{j,i}^4)^{1/2}` from recorded singular values."""
-  return np.min(np.stack([np.sqrt(np.sum(np.asarray(s, np.float64) ** 4, axis=-1)) for s in layer_singular_values]),
-                axis=0)
+  r""":math:`\min_j \|W_j W_j^\top\|_F = \min_j (\sum_i \sigma_{j,i}^4)^{1/2}` from recorded
+  singular values."""
+  return np.min(
+    np.stack(
+      [np.sqrt(np.sum(np.asarray(s, np.float64) ** 4, axis=-1)) for s in layer_singular_values]
+    ),
+    axis=0,
+  )
 
 
-def run(quick: bool = False, out_dir=f"out/{NAME}", *, full: bool = False, data=None, pdf: bool = False,
-        seed: int = 0, progress: bool = False) -> dict:
+def run(
+  quick: bool = False,
+  out_dir=f"out/{NAME}",
+  *,
+  full: bool = False,
+  data=None,
+  pdf: bool = False,
+  seed: int = 0,
+  progress: bool = False,
+) -> dict:
   r"""Reproduce Figure 1 (a)(b)(c) of Arora, Cohen, Golowich, Hu 2019.
 
   Returns: ``sweeps`` (per init and depth, per std: the fastest learning rate, its iterations,
@@ -161,38 +206,85 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, full: bool = False, data=
   sweeps, tables, lane_steps = {}, {}, 0
   for init in ("gaussian", "balanced"):
     for depth in p["depths"]:
-      best, steps = fastest_iterations(init, dims[depth], loss, stds=p["stds"], lrs=p["lrs"], caps=p["caps"],
-                                       threshold=p["threshold"], seed=seed, progress=progress)
+      best, steps = fastest_iterations(
+        init,
+        dims[depth],
+        loss,
+        stds=p["stds"],
+        lrs=p["lrs"],
+        caps=p["caps"],
+        threshold=p["threshold"],
+        seed=seed,
+        progress=progress,
+      )
       sweeps[f"{init}/N={depth}"], lane_steps = best, lane_steps + steps
       tables[f"{init}_depth{depth}"] = best
   panel_c = _panel_c(p, dims, loss, seed, progress)
-  results = dict(name=NAME, quick=quick, full=full, protocol=p, seed=seed, target=source,
-                 sweeps={k: {c: v.tolist() for c, v in best.items()} for k, best in sweeps.items()},
-                 lane_steps=lane_steps, panel_c=panel_c["summary"])
+  results = dict(
+    name=NAME,
+    quick=quick,
+    full=full,
+    protocol=p,
+    seed=seed,
+    target=source,
+    sweeps={k: {c: v.tolist() for c, v in best.items()} for k, best in sweeps.items()},
+    lane_steps=lane_steps,
+    panel_c=panel_c["summary"],
+  )
   fig = _figure(p, sweeps, panel_c, source)
   results["seconds"] = round(time.perf_counter() - start, 2)
   return write_outputs(NAME, out_dir, fig, results, tables=tables, pdf=pdf)
 
 
 def _panel_c(p, dims, loss, seed, progress):
-  """The Gaussian run of panel (c) at ``panel_c_std``, with the fastest learning rate of the grid."""
+  """The Gaussian run of panel (c) at ``panel_c_std``, with the fastest learning rate of the
+  grid."""
   depth, std = p["panel_c_depth"], p["panel_c_std"]
-  best, _ = fastest_iterations("gaussian", dims[depth], loss, stds=[std], lrs=p["lrs"], caps=p["caps"],
-                               threshold=p["threshold"], seed=seed, progress=progress)
+  best, _ = fastest_iterations(
+    "gaussian",
+    dims[depth],
+    loss,
+    stds=[std],
+    lrs=p["lrs"],
+    caps=p["caps"],
+    threshold=p["threshold"],
+    seed=seed,
+    progress=progress,
+  )
   converged = best["steps"][0] >= 0
   lr = float(best["lr"][0]) if converged else float(np.median(p["lrs"]))
   steps = max(int(best["steps"][0]) if converged else p["caps"][-1], 100)
-  weights, _, _ = sweep.grid("gaussian", dims[depth], std=[std], lr=[lr], seeds=[seed], draws="common")
+  weights, _, _ = sweep.grid(
+    "gaussian", dims[depth], std=[std], lr=[lr], seeds=[seed], draws="common"
+  )
   record_every = max(1, steps // 500)
-  traj = gradient_descent(tuple(w[0] for w in weights), loss, lr=lr, steps=-(-steps // record_every) * record_every,
-                          record_every=record_every, stop_at_loss=p["threshold"])
+  traj = gradient_descent(
+    tuple(w[0] for w in weights),
+    loss,
+    lr=lr,
+    steps=-(-steps // record_every) * record_every,
+    record_every=record_every,
+    stop_at_loss=p["threshold"],
+  )
   gram = _min_gram_norm(traj.layer_singular_values)
   balancedness = np.asarray(traj.balancedness, np.float64)
-  return dict(trajectory=traj, gram=gram, summary=dict(
-      depth=depth, std=std, lr=lr, steps=steps, converged=bool(converged),
-      final_loss=float(traj.loss[-1]), balancedness_initial=float(balancedness[0]),
-      balancedness_max=float(np.nanmax(balancedness)), balancedness_final=float(balancedness[-1]),
-      min_gram_norm_initial=float(gram[0]), min_gram_norm_final=float(gram[-1])))
+  return dict(
+    trajectory=traj,
+    gram=gram,
+    summary=dict(
+      depth=depth,
+      std=std,
+      lr=lr,
+      steps=steps,
+      converged=bool(converged),
+      final_loss=float(traj.loss[-1]),
+      balancedness_initial=float(balancedness[0]),
+      balancedness_max=float(np.nanmax(balancedness)),
+      balancedness_final=float(balancedness[-1]),
+      min_gram_norm_initial=float(gram[0]),
+      min_gram_norm_final=float(gram[-1]),
+    ),
+  )
 
 
 def _figure(p, sweeps, panel_c, source):
@@ -205,12 +297,21 @@ def _figure(p, sweeps, panel_c, source):
       std, steps = np.asarray(best["std"]), np.asarray(best["steps"])
       ok = steps >= 0
       ax.loglog(std[ok], steps[ok], "o-", color=color, label=f"N={depth}")
-      cap_marker(ax, std[~ok], cap * 1.4 ** i, color=color, s=60,
-                 label=f"N={depth}: no convergence within {cap:.0e}" if (~ok).any() else None)
+      cap_marker(
+        ax,
+        std[~ok],
+        cap * 1.4**i,
+        color=color,
+        s=60,
+        label=f"N={depth}: no convergence within {cap:.0e}" if (~ok).any() else None,
+      )
     ax.axhline(cap, color="gray", lw=0.6, ls=":")
-    ax.set(xlabel="init standard deviation (log scale)", ylabel="iterations to converge (log scale)",
-           title=f"({letter}) {'layer-wise Gaussian' if init == 'gaussian' else 'balanced'} init, "
-                 f"fastest lr of {len(p['lrs'])} in [{min(p['lrs']):g}, {max(p['lrs']):g}]")
+    ax.set(
+      xlabel="init standard deviation (log scale)",
+      ylabel="iterations to converge (log scale)",
+      title=f"({letter}) {'layer-wise Gaussian' if init == 'gaussian' else 'balanced'} init, "
+      f"fastest lr of {len(p['lrs'])} in [{min(p['lrs']):g}, {max(p['lrs']):g}]",
+    )
     ax.legend(fontsize="small", loc="best")
   ymin = min(min(axes[0].get_ylim()[0], axes[1].get_ylim()[0]), 10)
   for ax in axes[:2]:
@@ -218,14 +319,26 @@ def _figure(p, sweeps, panel_c, source):
   ax = axes[2]
   traj, summary = panel_c["trajectory"], panel_c["summary"]
   step = np.asarray(traj.step)
-  ax.loglog(step[1:], np.asarray(traj.balancedness)[1:],
-            label=r"balancedness $\max_j\|W_{j+1}^\top W_{j+1} - W_jW_j^\top\|_F$")
+  ax.loglog(
+    step[1:],
+    np.asarray(traj.balancedness)[1:],
+    label=r"balancedness $\max_j\|W_{j+1}^\top W_{j+1} - W_jW_j^\top\|_F$",
+  )
   ax.loglog(step[1:], panel_c["gram"][1:], label=r"$\min_j \|W_j W_j^\top\|_F$")
-  ax.set(xlabel="iteration (log scale)", ylabel="Frobenius norm (log scale)",
-         title=f"(c) Gaussian init, N={summary['depth']}, std {summary['std']:g}, lr {summary['lr']:.3g}")
+  ax.set(
+    xlabel="iteration (log scale)",
+    ylabel="Frobenius norm (log scale)",
+    title=f"(c) Gaussian init, N={summary['depth']}, std {summary['std']:g}, "
+    f"lr {summary['lr']:.3g}",
+  )
   ax.legend(fontsize="small")
-  where = ("synthetic unit target (rotation invariance)" if source["kind"] == "synthetic"
-           else f"whitened data {source['path']} (d0={source['whitened_features']})")
-  fig.suptitle(f"Arora, Cohen, Golowich, Hu 2019, Figure 1: converged = loss within {p['threshold']:g} of the "
-               f"optimum, cap {cap:.0e} iterations; {where}")
+  where = (
+    "synthetic unit target (rotation invariance)"
+    if source["kind"] == "synthetic"
+    else f"whitened data {source['path']} (d0={source['whitened_features']})"
+  )
+  fig.suptitle(
+    f"Arora, Cohen, Golowich, Hu 2019, Figure 1: converged = loss within {p['threshold']:g} of the "
+    f"optimum, cap {cap:.0e} iterations; {where}"
+  )
   return fig

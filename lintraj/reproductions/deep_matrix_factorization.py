@@ -1,4 +1,5 @@
-r"""Deep matrix factorization: depth biases gradient descent towards low rank (Arora, Cohen, Hu, Luo 2019).
+r"""Deep matrix factorization: depth biases gradient descent towards low rank (Arora, Cohen, Hu, Luo
+2019).
 
 Matrix completion: a rank-``r`` ground truth :math:`M \in \mathbb{R}^{n \times n}` (``r = 5``,
 ``n = 100``) is observed on ``observed`` random entries :math:`\Omega`; the loss is
@@ -7,10 +8,10 @@ network with hidden widths ``n`` (``lintraj.losses.matrix_completion``). Gradien
 from a small balanced init. Every depth fits the observed entries; what differs is the solution it
 picks. Under gradient flow from a balanced init the singular values of :math:`W_{1:N}` move as
 :math:`\dot\sigma_r = -N \sigma_r^{2-2/N} \langle \nabla L^1(W), u_r v_r^\top\rangle`
-(``lintraj.theory.singular_value_velocity``): the factor :math:`\sigma_r^{2-2/N}` speeds up large and
-slows down small singular values the more the deeper the network, so the top ``r`` singular values
-separate from the rest more sharply, the effective rank is lower and the unobserved entries are
-recovered better.
+(``lintraj.theory.singular_value_velocity``): the factor :math:`\sigma_r^{2-2/N}` speeds up large
+and slows down small singular values the more the deeper the network, so the top ``r`` singular
+values separate from the rest more sharply, the effective rank is lower and the unobserved entries
+are recovered better.
 """
 
 from __future__ import annotations
@@ -33,15 +34,24 @@ NAME = "deep-matrix-factorization"
 def protocol(quick: bool) -> dict:
   """The settings of a run: the paper's setup, or the small ``quick`` one."""
   if quick:
-    return dict(size=30, rank=3, observed=300, depths=(2, 3, 4), std=1e-4, lr=0.3, steps=3000,
-                record_every=50)
-  return dict(size=100, rank=5, observed=2000, depths=(2, 3, 4), std=1e-6, lr=0.25, steps=15_000,
-              record_every=100)
+    return dict(
+      size=30, rank=3, observed=300, depths=(2, 3, 4), std=1e-4, lr=0.3, steps=3000, record_every=50
+    )
+  return dict(
+    size=100,
+    rank=5,
+    observed=2000,
+    depths=(2, 3, 4),
+    std=1e-6,
+    lr=0.25,
+    steps=15_000,
+    record_every=100,
+  )
 
 
 def effective_rank(singular_values) -> np.ndarray:
-  r"""The effective rank :math:`\exp(-\sum_i p_i \log p_i)`, :math:`p_i = \sigma_i / \sum_k \sigma_k`
-  (Roy and Vetterli 2007), over the last axis.
+  r"""The effective rank :math:`\exp(-\sum_i p_i \log p_i)`, :math:`p_i = \sigma_i / \sum_k
+  \sigma_k` (Roy and Vetterli 2007), over the last axis.
 
   Example:
     >>> round(float(effective_rank(np.array([1.0, 1.0, 0.0]))), 6)
@@ -77,8 +87,14 @@ def completion_problem(size: int, rank: int, observed: int, seed: int = 0):
   return m, mask.reshape(size, size)
 
 
-def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: int = 0,
-        progress: bool = False) -> dict:
+def run(
+  quick: bool = False,
+  out_dir=f"out/{NAME}",
+  *,
+  pdf: bool = False,
+  seed: int = 0,
+  progress: bool = False,
+) -> dict:
   r"""Reproduce the implicit low-rank bias of deep matrix factorization.
 
   Returns, per depth: ``test_error`` (relative Frobenius error on the unobserved entries,
@@ -102,23 +118,37 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
   runs, per_depth = {}, {}
   for depth in p["depths"]:
     weights = init.balanced(jax.random.PRNGKey(seed), (p["size"],) * (depth + 1), std=p["std"])
-    traj = gradient_descent(weights, loss, lr=p["lr"], steps=p["steps"], record_every=p["record_every"],
-                            progress=progress)
+    traj = gradient_descent(
+      weights, loss, lr=p["lr"], steps=p["steps"], record_every=p["record_every"], progress=progress
+    )
     runs[depth] = traj
     w = np.asarray(end_to_end(traj.final), np.float64)
     sv = np.asarray(traj.end_to_end_singular_values[-1], np.float64)
     per_depth[str(depth)] = dict(
-        test_error=float(np.linalg.norm((w - truth)[unobserved]) / np.linalg.norm(truth[unobserved])),
-        train_loss=float(traj.loss[-1]), effective_rank=float(effective_rank(sv)),
-        top_singular_values=sv[:p["rank"] + 2], separation=float(sv[p["rank"] - 1] / sv[p["rank"]]),
-        diverged_step=traj.diverged_step)
-  results = dict(name=NAME, quick=quick, protocol=p, seed=seed, depths=per_depth,
-                 truth_singular_values=np.linalg.svd(truth, compute_uv=False)[:p["rank"] + 2])
+      test_error=float(np.linalg.norm((w - truth)[unobserved]) / np.linalg.norm(truth[unobserved])),
+      train_loss=float(traj.loss[-1]),
+      effective_rank=float(effective_rank(sv)),
+      top_singular_values=sv[: p["rank"] + 2],
+      separation=float(sv[p["rank"] - 1] / sv[p["rank"]]),
+      diverged_step=traj.diverged_step,
+    )
+  results = dict(
+    name=NAME,
+    quick=quick,
+    protocol=p,
+    seed=seed,
+    depths=per_depth,
+    truth_singular_values=np.linalg.svd(truth, compute_uv=False)[: p["rank"] + 2],
+  )
   fig = _figure(p, runs, per_depth, results["truth_singular_values"])
   results["seconds"] = round(time.perf_counter() - start, 2)
-  table = dict(step=np.asarray(runs[p["depths"][0]].step),
-               **{f"effective_rank_depth{d}": effective_rank(runs[d].end_to_end_singular_values)
-                  for d in p["depths"]})
+  table = dict(
+    step=np.asarray(runs[p["depths"][0]].step),
+    **{
+      f"effective_rank_depth{d}": effective_rank(runs[d].end_to_end_singular_values)
+      for d in p["depths"]
+    },
+  )
   return write_outputs(NAME, out_dir, fig, results, tables={"effective_rank": table}, pdf=pdf)
 
 
@@ -130,24 +160,40 @@ def _figure(p, runs, per_depth, truth_sv):
     traj = runs[depth]
     step, sv = np.asarray(traj.step), np.asarray(traj.end_to_end_singular_values)
     for i in range(shown):
-      ax.semilogy(step, sv[:, i], color="C0" if i < rank else "C3", lw=1.2 if i < rank else 0.8,
-                  label=(f"top {rank}" if i == 0 else f"{rank + 1}th to {shown}th" if i == rank else None))
+      ax.semilogy(
+        step,
+        sv[:, i],
+        color="C0" if i < rank else "C3",
+        lw=1.2 if i < rank else 0.8,
+        label=(f"top {rank}" if i == 0 else f"{rank + 1}th to {shown}th" if i == rank else None),
+      )
     for s in truth_sv[:rank]:
       ax.axhline(s, color="gray", lw=0.6, ls=":")
     stats = per_depth[str(depth)]
-    ax.set(xlabel="iteration", ylabel="singular value of $W_{1:N}$ (log scale)", ylim=(1e-6, 3),
-           title=f"({letter}) depth N={depth}: test error {stats['test_error']:.3f}, "
-                 f"$\\sigma_{rank}/\\sigma_{rank + 1}$ = {stats['separation']:.3g}")
+    ax.set(
+      xlabel="iteration",
+      ylabel="singular value of $W_{1:N}$ (log scale)",
+      ylim=(1e-6, 3),
+      title=f"({letter}) depth N={depth}: test error {stats['test_error']:.3f}, "
+      f"$\\sigma_{rank}/\\sigma_{rank + 1}$ = {stats['separation']:.3g}",
+    )
     ax.legend(fontsize="small", loc="lower right")
   ax = axes.flat[3]
   for depth in p["depths"]:
     traj = runs[depth]
-    ax.plot(np.asarray(traj.step), effective_rank(traj.end_to_end_singular_values), label=f"depth {depth}")
+    ax.plot(
+      np.asarray(traj.step), effective_rank(traj.end_to_end_singular_values), label=f"depth {depth}"
+    )
   ax.axhline(rank, color="gray", lw=0.8, ls=":", label=f"true rank {rank}")
   ax.set_yscale("log")
-  ax.set(xlabel="iteration", ylabel="effective rank of $W_{1:N}$ (log scale)",
-         title="(d) effective rank (Roy-Vetterli) along the run")
+  ax.set(
+    xlabel="iteration",
+    ylabel="effective rank of $W_{1:N}$ (log scale)",
+    title="(d) effective rank (Roy-Vetterli) along the run",
+  )
   ax.legend(fontsize="small")
-  fig.suptitle(f"Arora, Cohen, Hu, Luo 2019: {p['size']}x{p['size']} rank-{rank} completion from "
-               f"{p['observed']} entries, balanced init (std {p['std']:g}), lr {p['lr']:g}")
+  fig.suptitle(
+    f"Arora, Cohen, Hu, Luo 2019: {p['size']}x{p['size']} rank-{rank} completion from "
+    f"{p['observed']} entries, balanced init (std {p['std']:g}), lr {p['lr']:g}"
+  )
   return fig

@@ -53,7 +53,8 @@ def _write_csv(path, table: dict):
 
 
 def check_readable(fig):
-  """ValueError unless the figure has a title and every panel with data has a title and labelled axes.
+  """ValueError unless the figure has a title and every panel with data has a title and labelled
+  axes.
 
   Example:
     >>> fig = pyplot().figure()
@@ -68,23 +69,35 @@ def check_readable(fig):
   for i, ax in enumerate(fig.axes):
     if not ax.has_data() or ax.get_label() == "<colorbar>":
       continue
-    missing = [what for what, text in (("title", ax.get_title()), ("x label", ax.get_xlabel()),
-                                       ("y label", ax.get_ylabel())) if not text]
+    missing = [
+      what
+      for what, text in (
+        ("title", ax.get_title()),
+        ("x label", ax.get_xlabel()),
+        ("y label", ax.get_ylabel()),
+      )
+      if not text
+    ]
     if missing:
-      raise ValueError(f"panel {i} of figure {title or 'untitled'!r} has no {', '.join(missing)}; label every panel.")
+      raise ValueError(
+        f"panel {i} of figure {title or 'untitled'!r} has no {', '.join(missing)}; "
+        "label every panel."
+      )
   if not title:
     raise ValueError("the figure has no title (fig.suptitle naming the paper and figure).")
 
 
-def write_outputs(name: str, out_dir, fig, results: dict, *, tables: dict | None = None,
-                  pdf: bool = False) -> dict:
+def write_outputs(
+  name: str, out_dir, fig, results: dict, *, tables: dict | None = None, pdf: bool = False
+) -> dict:
   """Write ``NAME.png`` (and ``NAME.pdf``), ``NAME.json`` (``results``) and one ``NAME-TABLE.csv``
   per entry of ``tables`` (a dict of equal-length columns) into ``out_dir``; close the figure.
 
   The figure must first pass :func:`check_readable`.
 
   Returns:
-    ``results`` with ``files``: the paths written, keyed ``png``, ``pdf``, ``json`` and ``csv/TABLE``.
+    ``results`` with ``files``: the paths written, keyed ``png``, ``pdf``, ``json`` and
+    ``csv/TABLE``.
   """
   check_readable(fig)
   os.makedirs(out_dir, exist_ok=True)
@@ -105,6 +118,7 @@ def write_outputs(name: str, out_dir, fig, results: dict, *, tables: dict | None
 
 
 def cap_marker(ax, xs, cap, **kwargs):
-  """Mark ``xs`` at height ``cap`` with open triangles: runs that did not converge within the cap."""
+  """Mark ``xs`` at height ``cap`` with open triangles: runs that did not converge within the
+  cap."""
   if len(xs):
     ax.scatter(xs, np.full(len(xs), cap), marker="^", facecolors="none", **kwargs)

@@ -38,24 +38,35 @@ NAME = "residual-failure"
 def protocol(quick: bool) -> dict:
   """The settings of a run: the full one, or the small ``quick`` one."""
   return dict(
-      eigenvalues=(2.0, 1.5, 1.0), negative=0.5, depths=(2, 4),
-      lrs=(0.01, 0.03) if quick else (0.003, 0.01, 0.03),
-      steps=4000 if quick else 30_000,
-      perturbations=(1e-2, 1e-4, 1e-6) if quick else (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8),
-      escape_lr=0.01, escape_cap=5_000 if quick else 200_000,
-      rounding_cap=2_000 if quick else 100_000)
+    eigenvalues=(2.0, 1.5, 1.0),
+    negative=0.5,
+    depths=(2, 4),
+    lrs=(0.01, 0.03) if quick else (0.003, 0.01, 0.03),
+    steps=4000 if quick else 30_000,
+    perturbations=(1e-2, 1e-4, 1e-6) if quick else (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8),
+    escape_lr=0.01,
+    escape_cap=5_000 if quick else 200_000,
+    rounding_cap=2_000 if quick else 100_000,
+  )
 
 
 def _perturbed(depth, d, sizes, key):
-  """A batch: identity layers plus ``size`` times one fixed Gaussian direction, one lane per size."""
+  """A batch: identity layers plus ``size`` times one fixed Gaussian direction, one lane per
+  size."""
   keys = jax.random.split(key, depth)
   directions = [np.asarray(jax.random.normal(k, (d, d), jnp.float64)) for k in keys]
   sizes = np.asarray(sizes, np.float64)[:, None, None]
   return tuple(np.eye(d)[None] + sizes * g[None] for g in directions)
 
 
-def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: int = 0,
-        progress: bool = False) -> dict:
+def run(
+  quick: bool = False,
+  out_dir=f"out/{NAME}",
+  *,
+  pdf: bool = False,
+  seed: int = 0,
+  progress: bool = False,
+) -> dict:
   r"""Reproduce the failure of identity init on a target with a negative eigenvalue.
 
   Returns the numbers: ``floor`` (:math:`\lambda^2/2`); ``min_loss`` per depth and learning rate
@@ -80,7 +91,7 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
   start = time.perf_counter()
   p = protocol(quick)
   lam, d = p["negative"], len(p["eigenvalues"]) + 1
-  floor = lam ** 2 / 2
+  floor = lam**2 / 2
   runs, results = {}, dict(name=NAME, quick=quick, protocol=p, floor=floor, seed=seed)
   with jax.enable_x64(True):
     negative = losses.target(np.diag(p["eigenvalues"] + (-lam,)))
@@ -89,38 +100,66 @@ def run(quick: bool = False, out_dir=f"out/{NAME}", *, pdf: bool = False, seed: 
     for depth in p["depths"]:
       weights = init.residual((d,) * (depth + 1), dtype=jnp.float64)
       for lr in p["lrs"]:
-        runs[depth, lr] = tuple(gradient_descent(weights, loss, lr=lr, steps=p["steps"], record_every=record_every)
-                                for loss in (negative, positive))
-    results["min_loss"] = {str(depth): {str(lr): float(np.nanmin(runs[depth, lr][0].loss)) for lr in p["lrs"]}
-                           for depth in p["depths"]}
-    results["final_loss_pd"] = {str(depth): {str(lr): float(runs[depth, lr][1].loss[-1]) for lr in p["lrs"]}
-                                for depth in p["depths"]}
+        runs[depth, lr] = tuple(
+          gradient_descent(weights, loss, lr=lr, steps=p["steps"], record_every=record_every)
+          for loss in (negative, positive)
+        )
+    results["min_loss"] = {
+      str(depth): {str(lr): float(np.nanmin(runs[depth, lr][0].loss)) for lr in p["lrs"]}
+      for depth in p["depths"]
+    }
+    results["final_loss_pd"] = {
+      str(depth): {str(lr): float(runs[depth, lr][1].loss[-1]) for lr in p["lrs"]}
+      for depth in p["depths"]
+    }
     escape_every = p["escape_cap"] // 2000
     escapes = {}
     for depth in p["depths"]:
       weights = _perturbed(depth, d, p["perturbations"], jax.random.PRNGKey(seed))
-      escapes[depth] = batch_gradient_descent(weights, negative, lr=p["escape_lr"], steps=p["escape_cap"],
-                                              record_every=escape_every, stop_at_loss=floor / 2,
-                                              progress=progress)
-    results["escape"] = {str(depth): [int(s) for s in escapes[depth].stopped_step] for depth in p["depths"]}
-    rotation, _ = np.linalg.qr(np.asarray(jax.random.normal(jax.random.PRNGKey(seed + 1), (d, d), jnp.float64)))
+      escapes[depth] = batch_gradient_descent(
+        weights,
+        negative,
+        lr=p["escape_lr"],
+        steps=p["escape_cap"],
+        record_every=escape_every,
+        stop_at_loss=floor / 2,
+        progress=progress,
+      )
+    results["escape"] = {
+      str(depth): [int(s) for s in escapes[depth].stopped_step] for depth in p["depths"]
+    }
+    rotation, _ = np.linalg.qr(
+      np.asarray(jax.random.normal(jax.random.PRNGKey(seed + 1), (d, d), jnp.float64))
+    )
     rotated = losses.target(rotation @ np.diag(p["eigenvalues"] + (-lam,)) @ rotation.T)
-    rounding = gradient_descent(init.residual((d,) * 3, dtype=jnp.float64), rotated, lr=p["escape_lr"],
-                                steps=p["rounding_cap"], record_every=p["rounding_cap"] // 100,
-                                stop_at_loss=floor / 2)
+    rounding = gradient_descent(
+      init.residual((d,) * 3, dtype=jnp.float64),
+      rotated,
+      lr=p["escape_lr"],
+      steps=p["rounding_cap"],
+      record_every=p["rounding_cap"] // 100,
+      stop_at_loss=floor / 2,
+    )
     w1, w2 = (np.asarray(w) for w in rounding.final)
-    results["rotated"] = dict(steps=p["rounding_cap"], min_loss=float(np.nanmin(rounding.loss)),
-                              escaped=rounding.stopped_step is not None,
-                              max_abs_w2_minus_w1t=float(np.abs(w2 - w1.T).max()),
-                              max_abs_w1_asymmetry=float(np.abs(w1 - w1.T).max()))
+    results["rotated"] = dict(
+      steps=p["rounding_cap"],
+      min_loss=float(np.nanmin(rounding.loss)),
+      escaped=rounding.stopped_step is not None,
+      max_abs_w2_minus_w1t=float(np.abs(w2 - w1.T).max()),
+      max_abs_w1_asymmetry=float(np.abs(w1 - w1.T).max()),
+    )
   depth2 = np.asarray(results["escape"][str(p["depths"][0])], float)
   if np.all(depth2 > 0) and len(depth2) > 1:
     slope = np.polyfit(np.log10(1 / np.asarray(p["perturbations"])), depth2, 1)[0]
     results["depth2_steps_per_decade"] = float(slope)
   fig = _figure(p, runs, escapes, floor)
   results["seconds"] = round(time.perf_counter() - start, 2)
-  tables = {"escape": dict(perturbation=list(p["perturbations"]),
-                           **{f"escape_step_depth{depth}": results["escape"][str(depth)] for depth in p["depths"]})}
+  tables = {
+    "escape": dict(
+      perturbation=list(p["perturbations"]),
+      **{f"escape_step_depth{depth}": results["escape"][str(depth)] for depth in p["depths"]},
+    )
+  }
   return write_outputs(NAME, out_dir, fig, results, tables=tables, pdf=pdf)
 
 
@@ -131,24 +170,44 @@ def _figure(p, runs, escapes, floor):
   ax = axes[0]
   for (depth, lr), (neg, pos) in runs.items():
     color = colors[(p["depths"].index(depth) * len(p["lrs"]) + p["lrs"].index(lr)) % len(colors)]
-    ax.loglog(np.asarray(neg.step[1:]), np.asarray(neg.loss[1:]), color=color, label=f"N={depth}, lr={lr:g}")
-    ax.loglog(np.asarray(pos.step[1:]), np.maximum(np.asarray(pos.loss[1:]), 1e-16), color=color, ls="--")
+    ax.loglog(
+      np.asarray(neg.step[1:]), np.asarray(neg.loss[1:]), color=color, label=f"N={depth}, lr={lr:g}"
+    )
+    ax.loglog(
+      np.asarray(pos.step[1:]), np.maximum(np.asarray(pos.loss[1:]), 1e-16), color=color, ls="--"
+    )
   ax.axhline(floor, color="k", lw=0.8, ls=":", label=r"floor $\lambda^2/2$")
-  ax.set(xlabel="iteration (log scale)", ylabel="loss (log scale)", ylim=(1e-12, 10),
-         title="(a) identity init: negative eigenvalue (solid)\nstalls at the floor; positive definite (dashed) converges")
+  ax.set(
+    xlabel="iteration (log scale)",
+    ylabel="loss (log scale)",
+    ylim=(1e-12, 10),
+    title="(a) identity init: negative eigenvalue (solid)\nstalls at the floor; "
+    "positive definite (dashed) converges",
+  )
   ax.legend(fontsize="x-small", ncol=2, loc="lower left")
   ax = axes[1]
   sizes = np.asarray(p["perturbations"])
   for depth, color in zip(p["depths"], colors):
     steps = np.asarray(escapes[depth].stopped_step)
     ok = steps >= 0
-    ax.semilogx(sizes[ok], steps[ok], "o-", color=color, label=f"depth {depth}" if ok.any() else None)
-    cap_marker(ax, sizes[~ok], p["escape_cap"], color=color, label=f"depth {depth}: no escape within cap"
-               if (~ok).any() else None)
+    ax.semilogx(
+      sizes[ok], steps[ok], "o-", color=color, label=f"depth {depth}" if ok.any() else None
+    )
+    cap_marker(
+      ax,
+      sizes[~ok],
+      p["escape_cap"],
+      color=color,
+      label=f"depth {depth}: no escape within cap" if (~ok).any() else None,
+    )
   ax.set_yscale("log")
   ax.invert_xaxis()
-  ax.set(xlabel=r"perturbation size $\epsilon$ (log scale)", ylabel="iterations to escape (loss < floor/2)",
-         title=f"(b) escape from the floor, lr={p['escape_lr']:g}:\nstrict saddle (N=2) vs non-strict (N=4)")
+  ax.set(
+    xlabel=r"perturbation size $\epsilon$ (log scale)",
+    ylabel="iterations to escape (loss < floor/2)",
+    title=f"(b) escape from the floor, lr={p['escape_lr']:g}:\n"
+    "strict saddle (N=2) vs non-strict (N=4)",
+  )
   ax.legend(fontsize="small")
   ax = axes[2]
   show = [0, len(sizes) // 2, len(sizes) - 1]
@@ -157,12 +216,23 @@ def _figure(p, runs, escapes, floor):
     for i, color in zip(show, colors[2:]):
       stop = int(traj.stopped_step[i])
       until = traj.step[i] <= (stop if stop >= 0 else p["escape_cap"])
-      ax.loglog(np.asarray(traj.step[i])[until][1:], np.asarray(traj.loss[i])[until][1:], color=color, ls=ls,
-                  label=f"N={depth}, $\\epsilon$={sizes[i]:g}")
+      ax.loglog(
+        np.asarray(traj.step[i])[until][1:],
+        np.asarray(traj.loss[i])[until][1:],
+        color=color,
+        ls=ls,
+        label=f"N={depth}, $\\epsilon$={sizes[i]:g}",
+      )
   ax.axhline(floor, color="k", lw=0.8, ls=":")
-  ax.set(xlabel="iteration (log scale)", ylabel="loss (log scale)",
-         title="(c) perturbed identity init: plateau, then escape")
+  ax.set(
+    xlabel="iteration (log scale)",
+    ylabel="loss (log scale)",
+    title="(c) perturbed identity init: plateau, then escape",
+  )
   ax.legend(fontsize="small", ncol=2)
-  fig.suptitle(r"Bartlett, Helmbold, Long 2018 / Arora et al. 2019, Claim 5: target diag(2, 1.5, 1, $-\lambda$), "
-               rf"$\lambda$={p['negative']:g}")
+  fig.suptitle(
+    r"Bartlett, Helmbold, Long 2018 / Arora et al. 2019, Claim 5: "
+    r"target diag(2, 1.5, 1, $-\lambda$), "
+    rf"$\lambda$={p['negative']:g}"
+  )
   return fig

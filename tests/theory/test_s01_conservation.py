@@ -64,11 +64,14 @@ def test_gradient_flow_keeps_every_imbalance_constant(x64):
   assert flow.diverged_step is None
   assert float(flow.loss[-1]) < 1e-10 * float(flow.loss[0])
   scale = max(float(jnp.linalg.norm(w)) ** 2 for w in ws)
-  flow_drift = max(float(jnp.linalg.norm(c1 - c0))
-                   for c0, c1 in zip(imbalances(ws), imbalances(flow.final)))
+  flow_drift = max(
+    float(jnp.linalg.norm(c1 - c0)) for c0, c1 in zip(imbalances(ws), imbalances(flow.final))
+  )
   assert flow_drift <= 1e-7 * scale
   np.testing.assert_allclose(flow.balancedness, flow.balancedness[0], rtol=1e-7)
 
   gd = lt.gradient_descent(ws, loss, lr=0.05, steps=800, record_every=800)
-  gd_drift = max(float(jnp.linalg.norm(c1 - c0)) for c0, c1 in zip(imbalances(ws), imbalances(gd.final)))
+  gd_drift = max(
+    float(jnp.linalg.norm(c1 - c0)) for c0, c1 in zip(imbalances(ws), imbalances(gd.final))
+  )
   assert gd_drift > 1e4 * flow_drift

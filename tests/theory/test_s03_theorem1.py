@@ -65,10 +65,21 @@ def run(ws, phi, lr):
 @pytest.fixture(scope="module")
 def cases():
   with jax.enable_x64(True):  # built in float64; x64 is not left on for the module's tests
-    return [(name, depth, residual_case(depth, depth) if name == "residual"
-            else balanced_case(depth, 10 + depth)) for name, depth in
-           [("residual", 2), ("residual", 3), ("residual", 4), ("balanced", 2), ("balanced", 3),
-            ("balanced", 4)]]
+    return [
+      (
+        name,
+        depth,
+        residual_case(depth, depth) if name == "residual" else balanced_case(depth, 10 + depth),
+      )
+      for name, depth in [
+        ("residual", 2),
+        ("residual", 3),
+        ("residual", 4),
+        ("balanced", 2),
+        ("balanced", 3),
+        ("balanced", 4),
+      ]
+    ]
 
 
 def test_theorem1_lemmas_hold_along_gd_at_the_theorems_lr(x64, cases):
@@ -76,9 +87,9 @@ def test_theorem1_lemmas_hold_along_gd_at_the_theorems_lr(x64, cases):
   arXiv 1810.02281) [P; constants from the authors' course notes, confirm]: "If W_{1:N}(0) has
   deficiency margin c > 0, the weights at t=0 are delta-balanced with
   delta <= c^2 / (256 N^3 ||Phi||_F^{2(N-1)/N}), and eta <= c^{(4N-2)/N} / (6144 N^3
-  ||Phi||_F^{(6N-4)/N}), then ... loss(T) <= eps for all T >= log(loss(0)/eps) / (eta c^{2(N-1)/N})."
-  Lemma 1: "loss(t+1) <= (1 - eta c^{2(N-1)/N}) loss(t) while the margin holds." Lemma 2: "along
-  the run the weights stay 2*delta-balanced, and the margin is kept."
+  ||Phi||_F^{(6N-4)/N}), then ... loss(T) <= eps for all T >= log(loss(0)/eps) / (eta
+  c^{2(N-1)/N})." Lemma 1: "loss(t+1) <= (1 - eta c^{2(N-1)/N}) loss(t) while the margin holds."
+  Lemma 2: "along the run the weights stay 2*delta-balanced, and the margin is kept."
 
   Confirmed (the constants as written): for six inits that satisfy every condition (checked by
   lintraj.theory.check_theorem1; residual inits with ||Phi - I||_F = 0.3, and balanced inits near

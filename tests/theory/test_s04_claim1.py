@@ -48,4 +48,6 @@ def test_claim1_sigma_min_on_the_ball(x64, shape):
     edge = jnp.asarray(phi - r * np.outer(u_min, v_min))[None]
     assert float(smallest_singular_values(edge)[0]) == pytest.approx(expected, abs=1e-12)
   outside = jnp.asarray(phi - 1.01 * radius * np.outer(u_min, v_min))[None]
-  assert float(smallest_singular_values(outside)[0]) < margin  # just outside the ball: below the margin
+  assert (
+    float(smallest_singular_values(outside)[0]) < margin
+  )  # just outside the ball: below the margin

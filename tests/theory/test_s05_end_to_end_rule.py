@@ -43,8 +43,10 @@ def rule_velocity(ws, loss):
   return theory.end_to_end_velocity(w, jax.grad(loss)(w), len(ws))
 
 
-@pytest.mark.parametrize("dims, rank", [((3, 3, 3), 3), ((4, 6, 7, 2), 2), ((5, 8, 6, 9, 3), 1),
-                                        ((3, 4, 4, 4, 4, 4, 3), 2)])
+@pytest.mark.parametrize(
+  "dims, rank",
+  [((3, 3, 3), 3), ((4, 6, 7, 2), 2), ((5, 8, 6, 9, 3), 1), ((3, 4, 4, 4, 4, 4, 3), 2)],
+)
 def test_end_to_end_velocity_equals_network_velocity_at_balanced_points(x64, dims, rank):
   """docs/theory.md, "Implicit acceleration", end-to-end rule (Arora, Cohen, Hazan, ICML 2018,
   arXiv 1802.06509, Theorem 1) [P]: "if the weights are balanced (C_j = 0), under gradient flow
@@ -52,8 +54,8 @@ def test_end_to_end_velocity_equals_network_velocity_at_balanced_points(x64, dim
   depth only, not on hidden widths."
 
   At balanced inits (Procedure 1, built from an exact SVD) with hidden widths wider than the rank,
-  including rank-deficient end-to-end matrices (rank < min(d_0, d_N)), the exact velocity of W_{1:N} (jax.jvp
-  of lintraj.end_to_end along -grad L^N) equals lintraj.theory.end_to_end_velocity to 1e-10
+  including rank-deficient end-to-end matrices (rank < min(d_0, d_N)), the exact velocity of W_{1:N}
+  (jax.jvp of lintraj.end_to_end along -grad L^N) equals lintraj.theory.end_to_end_velocity to 1e-10
   relative. At unbalanced points with the same end-to-end matrix (layer noise of size 0.3) it
   differs by more than 1e-2 relative, so the check is not vacuous.
   """
@@ -89,12 +91,16 @@ def test_gd_end_to_end_trajectory_tracks_end_to_end_flow(x64):
   for lr in (0.02, 0.01):
     steps = int(round(3 / lr))
     gd = lt.gradient_descent(ws, loss, lr=lr, steps=steps, record_every=steps // 30)
-    rule = theory.end_to_end_flow(lt.end_to_end(ws), loss, 3, lr=lr, steps=steps,
-                                  record_every=steps // 30)
+    rule = theory.end_to_end_flow(
+      lt.end_to_end(ws), loss, 3, lr=lr, steps=steps, record_every=steps // 30
+    )
     np.testing.assert_array_equal(gd.step, rule.step)
-    gaps.append(max(float(jnp.max(jnp.abs(gd.loss - rule.loss))),
-                    float(jnp.max(jnp.abs(gd.end_to_end_singular_values
-                                          - rule.end_to_end_singular_values)))))
+    gaps.append(
+      max(
+        float(jnp.max(jnp.abs(gd.loss - rule.loss))),
+        float(jnp.max(jnp.abs(gd.end_to_end_singular_values - rule.end_to_end_singular_values))),
+      )
+    )
   assert float(gd.loss[-1]) < 0.5 * float(gd.loss[0])  # the run moves
   assert 1.7 < gaps[0] / gaps[1] < 2.3, gaps
   assert gaps[-1] < 0.01 * float(gd.loss[0])

@@ -10,14 +10,15 @@ from lintraj import theory
 
 def aligned_problem(rng, d_in, d_out, strengths, u0):
   """Phi = U diag(strengths) V^T and the end-to-end init U diag(u0) V^T (same singular vectors)."""
-  u = np.linalg.qr(rng.standard_normal((d_out, d_out)))[0][:, :len(strengths)]
-  v = np.linalg.qr(rng.standard_normal((d_in, d_in)))[0][:, :len(strengths)]
+  u = np.linalg.qr(rng.standard_normal((d_out, d_out)))[0][:, : len(strengths)]
+  v = np.linalg.qr(rng.standard_normal((d_in, d_in)))[0][:, : len(strengths)]
   phi = u @ np.diag(strengths) @ v.T
   return jnp.asarray(phi), u @ np.diag(np.full(len(strengths), u0)) @ v.T
 
 
-@pytest.mark.parametrize("depth, u0, time", [(2, 0.01, 8.0), (3, 0.05, 6.0), (4, 0.1, 6.0),
-                                            (6, 0.2, 6.0)])
+@pytest.mark.parametrize(
+  "depth, u0, time", [(2, 0.01, 8.0), (3, 0.05, 6.0), (4, 0.1, 6.0), (6, 0.2, 6.0)]
+)
 def test_gd_singular_values_follow_mode_strength(x64, depth, u0, time):
   """docs/theory.md, "Exact dynamics" (Saxe, McClelland, Ganguli, ICLR 2014, arXiv 1312.6120) [P/D]:
   "With whitened input, init aligned to Phi = U S V^T, each mode strength u ... evolves alone.
@@ -38,7 +39,9 @@ def test_gd_singular_values_follow_mode_strength(x64, depth, u0, time):
   gaps = []
   for lr in (0.01, 0.005):
     steps = int(round(time / lr))
-    traj = lt.gradient_descent(ws, lt.losses.target(phi), lr=lr, steps=steps, record_every=steps // 60)
+    traj = lt.gradient_descent(
+      ws, lt.losses.target(phi), lr=lr, steps=steps, record_every=steps // 60
+    )
     t = lr * traj.step.astype(jnp.float64)
     predicted = theory.mode_strength(t[:, None], jnp.asarray(strengths)[None, :], u0, depth)
     gaps.append(float(jnp.max(jnp.abs(traj.end_to_end_singular_values - predicted))))

@@ -1,4 +1,5 @@
-"""Statement 7: singular value dynamics of deep matrix factorization (Arora, Cohen, Hu, Luo 2019)."""
+"""Statement 7: singular value dynamics of deep matrix factorization (Arora, Cohen, Hu, Luo
+2019)."""
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +25,9 @@ def formula(ws, loss):
 def exact_derivative(ws, loss):
   """d/dt of the end-to-end singular values along -grad L^N (jax.jvp)."""
   grads = jax.grad(lambda w: loss(lt.end_to_end(w)))(ws)
-  return jax.jvp(lt.metrics.end_to_end_singular_values, (ws,),
-                 (jax.tree_util.tree_map(jnp.negative, grads),))[1]
+  return jax.jvp(
+    lt.metrics.end_to_end_singular_values, (ws,), (jax.tree_util.tree_map(jnp.negative, grads),)
+  )[1]
 
 
 def finite_difference_check(ws, loss, h=0.002, candidates=range(10, 95, 10)):
@@ -35,7 +37,7 @@ def finite_difference_check(ws, loss, h=0.002, candidates=range(10, 95, 10)):
   flow = lt.gradient_flow(ws, loss, time=100 * h, record_every_time=h, rtol=1e-11, atol=1e-13)
   sv = np.asarray(flow.end_to_end_singular_values)
   gaps = (-np.diff(sv, axis=1)).min(axis=1)
-  checkpoints = [k for k in candidates if gaps[k - 2:k + 3].min() > 0.05]
+  checkpoints = [k for k in candidates if gaps[k - 2 : k + 3].min() > 0.05]
   assert len(checkpoints) >= 3
   worst = 0.0
   for k in checkpoints:

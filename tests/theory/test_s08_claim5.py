@@ -43,8 +43,9 @@ def escape_time(depth, phi, eps, lr=0.1, steps=8000, threshold=0.1):
   """The first t = lr * step at which the loss is below (floor - threshold), from the identity
   init perturbed by eps times fixed random unit-norm matrices; inf if it never escapes."""
   rng = np.random.default_rng(depth)
-  ws = tuple(jnp.asarray(np.eye(2) + eps * e / np.linalg.norm(e))
-             for e in rng.standard_normal((depth, 2, 2)))
+  ws = tuple(
+    jnp.asarray(np.eye(2) + eps * e / np.linalg.norm(e)) for e in rng.standard_normal((depth, 2, 2))
+  )
   floor = 0.5 * float(np.sum(np.minimum(np.linalg.eigvalsh(np.asarray(phi)), 0) ** 2))
   traj = lt.gradient_descent(ws, lt.losses.target(phi), lr=lr, steps=steps, record_every=2)
   below = np.flatnonzero(np.asarray(traj.loss) < floor - threshold)
@@ -68,8 +69,8 @@ def test_claim5_identity_init_never_goes_below_the_floor(x64, depth):
 
   Phi = Q diag(-1, 0.5) Q^T, diagonal (Q = I) and rotated, identity init, lr in {1e-3, 1e-2,
   0.05, 0.1}, 500 steps: every recorded loss is >= lambda^2/2 (to 1e-12) and the final end-to-end
-  matrix is PSD. For the diagonal Phi the layers stay exactly diagonal and equal up to rounding. (Over longer
-  horizons rounding can break the symmetry at depth 4: see the module docstring.)
+  matrix is PSD. For the diagonal Phi the layers stay exactly diagonal and equal up to rounding.
+  (Over longer horizons rounding can break the symmetry at depth 4: see the module docstring.)
   """
   ws = lt.init.residual((2,) * (depth + 1))
   for rotated in (False, True):
@@ -77,13 +78,13 @@ def test_claim5_identity_init_never_goes_below_the_floor(x64, depth):
     for lr in (1e-3, 1e-2, 0.05, 0.1):
       traj = lt.gradient_descent(ws, lt.losses.target(phi), lr=lr, steps=500, record_every=5)
       assert traj.diverged_step is None
-      assert float(jnp.min(traj.loss)) >= LAMBDA ** 2 / 2 - 1e-12
+      assert float(jnp.min(traj.loss)) >= LAMBDA**2 / 2 - 1e-12
       w = np.asarray(lt.end_to_end(traj.final))
       assert np.linalg.eigvalsh((w + w.T) / 2).min() >= -1e-12 and np.allclose(w, w.T, atol=1e-12)
       if not rotated:  # every iterate is diagonal, the layers equal up to rounding
         assert all(float(layer[0, 1]) == 0.0 == float(layer[1, 0]) for layer in traj.final)
         assert all(bool(jnp.allclose(layer, traj.final[0], rtol=1e-12)) for layer in traj.final)
-    assert float(traj.loss[-1]) == pytest.approx(LAMBDA ** 2 / 2, abs=1e-3)  # it reaches the floor
+    assert float(traj.loss[-1]) == pytest.approx(LAMBDA**2 / 2, abs=1e-3)  # it reaches the floor
 
 
 def test_floor_point_is_strict_at_depth_2_and_non_strict_only_without_a_smaller_positive_mode(x64):
@@ -92,9 +93,9 @@ def test_floor_point_is_strict_at_depth_2_and_non_strict_only_without_a_smaller_
 
   jax.hessian of the network loss at the floor point W_j = Q diag(0, mu^{1/N}) Q^T, with
   Phi = Q diag(-lambda, mu) Q^T, lambda = 1: the gradient is 0 there; depth 2 has smallest
-  eigenvalue -lambda; depth N = 3, 4, 6 has -(lambda - mu) mu^{(N-2)/N} for mu in {0.3, 0.5} (strict,
-  see the module docstring), none below -1e-12 for mu = 2 >= lambda, and the Hessian is exactly 0
-  at the floor point W = 0 of a negative definite Phi = Q diag(-1, -0.5) Q^T (non-strict).
+  eigenvalue -lambda; depth N = 3, 4, 6 has -(lambda - mu) mu^{(N-2)/N} for mu in {0.3, 0.5}
+  (strict, see the module docstring), none below -1e-12 for mu = 2 >= lambda, and the Hessian is
+  exactly 0 at the floor point W = 0 of a negative definite Phi = Q diag(-1, -0.5) Q^T (non-strict).
   """
   for depth in (2, 3, 4, 6):
     for mu in (0.3, 0.5, 2.0):
@@ -110,8 +111,9 @@ def test_floor_point_is_strict_at_depth_2_and_non_strict_only_without_a_smaller_
       else:
         assert smallest > -1e-12
     if depth > 2:
-      _, hessian = gradient_and_hessian((jnp.zeros((2, 2)),) * depth,
-                                        lt.losses.target(symmetric_target([-LAMBDA, -0.5])))
+      _, hessian = gradient_and_hessian(
+        (jnp.zeros((2, 2)),) * depth, lt.losses.target(symmetric_target([-LAMBDA, -0.5]))
+      )
       assert float(jnp.max(jnp.abs(hessian))) == 0.0
 
 
@@ -135,7 +137,7 @@ def test_escape_from_the_floor_after_a_perturbation(x64):
   """
   mixed = symmetric_target([-LAMBDA, MU])
   epsilons = np.array([1e-2, 1e-4, 1e-6, 1e-8])
-  for depth, slope in ((2, 1 / LAMBDA), (4, 1 / ((LAMBDA - MU) * MU ** 0.5))):
+  for depth, slope in ((2, 1 / LAMBDA), (4, 1 / ((LAMBDA - MU) * MU**0.5))):
     times = np.array([escape_time(depth, mixed, eps) for eps in epsilons])
     assert np.all(np.isfinite(times)), times
     fitted = np.polyfit(np.log(1 / epsilons), times, 1)[0]

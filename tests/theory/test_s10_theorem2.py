@@ -18,13 +18,15 @@ def margin_and_balancedness(keys, phi, std, init):
   """Deficiency margin, balancedness and max_j ||W_j||_F^2 of one init per key (lax.map in vmapped
   batches of 500). ``std`` is the end-to-end std for "balanced", the per-layer std for "gaussian"
   (applied by scaling, so that it can be traced)."""
+
   def one(key):
     if init == "balanced":  # scaling every layer by std^{1/N} scales the end-to-end matrix by std
       ws = tuple(w * std ** (1 / DEPTH) for w in lt.init.balanced(key, DIMS, std=1.0))
     else:
       ws = tuple(w * std for w in lt.init.gaussian(key, DIMS, std=1.0))
-    size = jnp.max(jnp.stack([jnp.sum(w ** 2) for w in ws]))
+    size = jnp.max(jnp.stack([jnp.sum(w**2) for w in ws]))
     return lt.metrics.deficiency_margin(ws, phi), lt.metrics.balancedness(ws), size
+
   return jax.lax.map(one, keys, batch_size=500)
 
 
@@ -33,7 +35,7 @@ def margin_probability(std, samples=1_000_000, seed=0):
   entries and ||Phi|| = 1, by rotation invariance P((std z - 1)^2 + std^2 chi^2_{d_0 - 1} < 1)."""
   rng = np.random.default_rng(seed)
   z, chi2 = rng.standard_normal(samples), rng.chisquare(DIMS[0] - 1, samples)
-  return float(np.mean((std * z - 1) ** 2 + std ** 2 * chi2 < 1))
+  return float(np.mean((std * z - 1) ** 2 + std**2 * chi2 < 1))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,9 @@ def test_balanced_init_has_a_margin_about_half_the_time_for_small_std(x64, phi):
   keys = jax.random.split(jax.random.PRNGKey(0), 4000)
   fractions = []
   for std in (1e-4, 1e-2, 3e-2, 0.1):
-    margin, balancedness, size = (np.asarray(x) for x in margin_and_balancedness(keys, phi, std, "balanced"))
+    margin, balancedness, size = (
+      np.asarray(x) for x in margin_and_balancedness(keys, phi, std, "balanced")
+    )
     fraction, expected = np.mean(margin > 0), margin_probability(std)
     error = np.sqrt(max(expected * (1 - expected), 1e-4) / len(keys))
     assert abs(fraction - expected) < 4.5 * error, (std, fraction, expected)
@@ -85,15 +89,19 @@ def test_layerwise_gaussian_inits_are_far_less_balanced(x64, phi):
   bound is non-trivial only above sqrt(10 N d_max^3) s^2 = 7839 s^2.
   """
   std = 1e-2
-  layer_std = (std ** 2 / (DIMS[1] * DIMS[2])) ** (1 / 6)
+  layer_std = (std**2 / (DIMS[1] * DIMS[2])) ** (1 / 6)
   keys = jax.random.split(jax.random.PRNGKey(1), 1000)
-  _, gaussian, size = (np.asarray(x) for x in margin_and_balancedness(keys, phi, layer_std, "gaussian"))
+  _, gaussian, size = (
+    np.asarray(x) for x in margin_and_balancedness(keys, phi, layer_std, "gaussian")
+  )
   keys = jax.random.split(jax.random.PRNGKey(0), 4000)  # the previous test's: no recompilation
-  _, balanced, balanced_size = (np.asarray(x) for x in margin_and_balancedness(keys, phi, std, "balanced"))
+  _, balanced, balanced_size = (
+    np.asarray(x) for x in margin_and_balancedness(keys, phi, std, "balanced")
+  )
   assert np.median(gaussian / size) > 0.1
   assert np.max(balanced / balanced_size) < 1e-13
   for bound in (0.5, 0.9, 0.99):
-    delta = np.sqrt(10 * DEPTH * layer_std ** 4 * max(DIMS) ** 3 / (1 - bound))
+    delta = np.sqrt(10 * DEPTH * layer_std**4 * max(DIMS) ** 3 / (1 - bound))
     assert np.mean(gaussian <= delta) >= bound
-  nontrivial = np.sqrt(10 * DEPTH * max(DIMS) ** 3) * layer_std ** 2  # the bound is > 0 above this
+  nontrivial = np.sqrt(10 * DEPTH * max(DIMS) ** 3) * layer_std**2  # the bound is > 0 above this
   assert np.percentile(gaussian, 99) < 0.2 * nontrivial  # loose: 99% of draws are far below

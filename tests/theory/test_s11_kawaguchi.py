@@ -41,8 +41,11 @@ def test_origin_is_critical_and_its_hessian_is_as_predicted(x64, dims):
     return
   sigma = np.linalg.svd(phi, compute_uv=False)
   width, size = dims[1], hessian.shape[0]
-  expected = np.sort(np.concatenate([np.repeat(sigma, width), -np.repeat(sigma, width),
-                                     np.zeros(size - 2 * width * len(sigma))]))
+  expected = np.sort(
+    np.concatenate(
+      [np.repeat(sigma, width), -np.repeat(sigma, width), np.zeros(size - 2 * width * len(sigma))]
+    )
+  )
   eigenvalues = np.linalg.eigvalsh(np.asarray(hessian))
   np.testing.assert_allclose(eigenvalues, expected, atol=1e-12)
   assert eigenvalues[0] < 0 < eigenvalues[-1]  # a strict saddle
