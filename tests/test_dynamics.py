@@ -52,6 +52,7 @@ def test_matches_numpy_reference_float64(x64, dims):
 
 @jax.jit
 def _jitted_record(ws, loss):
+  """The record of ``ws``, jitted: one compilation per shape instead of one per operation."""
   value, grads = jax.value_and_grad(lambda v: loss(lt.end_to_end(v)))(ws)
   return recording.record(ws, value, grads, loss.target)
 
@@ -67,7 +68,7 @@ def test_metrics_match_numpy_for_random_shapes(depth, data):
   phi /= np.linalg.norm(phi)
   expected = ref.metrics(ws, phi)
   with jax.enable_x64(True):
-    rec = _jitted_record(tuple(jnp.asarray(w) for w in ws), lt.losses.target(phi))  # jitted: one compile, not one per op
+    rec = _jitted_record(tuple(jnp.asarray(w) for w in ws), lt.losses.target(phi))
     for name in (
       "loss",
       "balancedness",
