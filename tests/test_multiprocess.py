@@ -38,8 +38,12 @@ def _start(scenario, out_dir, devices=(1, 1)) -> list[subprocess.Popen]:
   procs = []
   for i, n in enumerate(devices):
     flags = f"--xla_force_host_platform_device_count={n}"
+    # Without the suite's persistent compilation cache: with one program loaded from it in one
+    # process and compiled in the other, gloo saw mismatched collectives (a size mismatch abort).
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
+    inherited.pop("JAX_COMPILATION_CACHE_DIR", None)
     env = dict(
-      os.environ,
+      inherited,
       JAX_PLATFORMS="cpu",
       XLA_FLAGS=flags,
       PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
