@@ -434,7 +434,7 @@ def end_to_end_flow(w0, loss, depth: int, *, lr, steps: int, record_every: int =
 
   (:func:`end_to_end_velocity`). For a balanced network GD on the weights follows this rule up to
   :math:`O(\eta^2)` per step, so its end-to-end records approach these as :math:`\eta \to 0`.
-  Runs as one compiled ``lax.scan`` (:func:`lintraj.train` with the rule as an optax
+  Runs as one compiled loop (:func:`lintraj.train` with the rule as an optax
   transformation); a repeated call with the same shapes, depth, ``lr``, ``steps`` and
   ``record_every`` does not recompile.
 
