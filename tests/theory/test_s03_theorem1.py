@@ -327,3 +327,213 @@ def test_iterations_bound_constant_is_sharp_near_the_stability_edge(x64, depth, 
   rate = float(theory.theorem1(phi, c, depth).rate)
   above_floor = loss[1:] > 1e-20 * loss0
   assert np.all((loss[1:] / loss[:-1] <= 1 - lr * rate)[above_floor])
+
+
+# --- check_theorem1's verdicts at the boundary of each condition ----------------------------------
+#
+# Each condition is met just inside its bound (factor 0.99) and missed just outside (1.01) while
+# every other condition holds, with the bounds and the init's numbers computed here in NumPy.
+
+
+def numpy_end_to_end(ws):
+  product = np.asarray(ws[0])
+  for w in ws[1:]:
+    product = np.asarray(w) @ product
+  return product
+
+
+def numpy_margin(ws, phi):
+  """sigma_min(Phi) - ||W_{1:N} - Phi||_F (Definition 2), in NumPy."""
+  phi = np.asarray(phi)
+  return np.linalg.svd(phi, compute_uv=False)[-1] - np.linalg.norm(numpy_end_to_end(ws) - phi)
+
+
+def numpy_balancedness(ws):
+  """max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T||_F (Definition 1), in NumPy (0 for depth 1)."""
+  ws = [np.asarray(w) for w in ws]
+  return max((np.linalg.norm(b.T @ b - a @ a.T) for a, b in zip(ws, ws[1:])), default=0.0)
+
+
+def closed_form_max_balancedness(phi, margin, depth):
+  """delta bound of Theorem 1, c^2 / (256 N^3 ||Phi||_F^{2 - 2/N}), in NumPy."""
+  norm = np.sqrt(np.sum(np.asarray(phi) ** 2))
+  return margin**2 / (256 * depth**3 * norm ** (2 - 2 / depth))
+
+
+def boundary_target(seed, d0=3, dn=2, singular_values=(1.3, 0.7)):
+  """A (dn, d0) target with distinct singular values (sigma_min = 0.7), random singular
+  vectors."""
+  rng, r = np.random.default_rng(seed), min(d0, dn)
+  u = np.linalg.qr(rng.standard_normal((dn, dn)))[0][:, :r]
+  v = np.linalg.qr(rng.standard_normal((d0, d0)))[0][:, :r]
+  return u @ np.diag(singular_values) @ v.T, rng
+
+
+def balanced_near(phi, error, dims):
+  """Procedure 1 with end-to-end matrix Phi + error (0-balanced up to rounding)."""
+  return lt.init.balanced(None, dims, end_to_end=jnp.asarray(phi + error))
+
+
+def random_error(rng, shape, norm):
+  e = rng.standard_normal(shape)
+  return norm * e / np.linalg.norm(e)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_check_theorem1_lr_verdict_flips_at_max_lr(x64, depth):
+  """docs/theory.md, "Theorem 1": the condition "eta <= c^{(4N-2)/N} / (6144 N^3
+  ||Phi||_F^{(6N-4)/N})", as check_theorem1 reports it (lr_ok, holds, iterations).
+
+  Balanced init with ||W_{1:N} - Phi||_F = 0.3 sigma_min (margin 0.49), hidden width 3: at
+  lr = 0.99 max_lr (NumPy closed form at the NumPy margin) lr_ok and holds are True and
+  iterations is ceil(log(loss/eps) / (lr c^{2-2/N})) (closed form); at 1.01 max_lr lr_ok and
+  holds are False and iterations is None, the other conditions unchanged.
+
+  Kills: lr <= 10 * max_lr (or any factor off by more than 1%) in check_theorem1; a changed
+  constant or exponent in theorem1's max_lr; lr_ok dropped from holds.
+  """
+  phi, rng = boundary_target(depth)
+  ws = balanced_near(phi, random_error(rng, phi.shape, 0.3 * 0.7), (3,) * depth + (2,))
+  c = numpy_margin(ws, phi)
+  max_lr = closed_form_max_lr(phi, c, depth)
+  loss = 0.5 * np.linalg.norm(numpy_end_to_end(ws) - phi) ** 2
+  for factor in (0.99, 1.01):
+    check = theory.check_theorem1(ws, phi, factor * max_lr)
+    inside = factor < 1
+    assert check.no_bottleneck and check.has_margin and check.is_balanced, check
+    assert check.lr_ok == inside and check.holds == inside, (factor, check)
+    if inside:
+      t = np.log(loss / 1e-5) / (factor * max_lr * closed_form_rate(c, depth))
+      assert check.iterations == math.ceil(t)
+    else:
+      assert check.iterations is None
+
+
+def unbalanced_to(ws, target, rng):
+  """ws with W_1 -> G W_1, W_2 -> W_2 G^{-1}, G = expm(tau H) (H random symmetric traceless on the
+  first hidden layer): the end-to-end matrix, hence the margin, is unchanged, and tau is set by
+  bisection so that the NumPy balancedness is ``target``."""
+  ws = [np.asarray(w) for w in ws]
+  h = rng.standard_normal((ws[0].shape[0],) * 2)
+  h = h + h.T
+  h -= np.trace(h) / h.shape[0] * np.eye(h.shape[0])
+  eig, vec = np.linalg.eigh(h)
+
+  def moved(tau):
+    g, g_inv = (vec @ np.diag(np.exp(sign * tau * eig)) @ vec.T for sign in (1, -1))
+    return [g @ ws[0], ws[1] @ g_inv, *ws[2:]]
+
+  lo, hi = 0.0, 1e-6
+  while numpy_balancedness(moved(hi)) < target:
+    hi *= 2
+  for _ in range(200):
+    mid = 0.5 * (lo + hi)
+    lo, hi = (mid, hi) if numpy_balancedness(moved(mid)) < target else (lo, mid)
+  return tuple(jnp.asarray(w) for w in moved(0.5 * (lo + hi)))
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_check_theorem1_balancedness_verdict_flips_at_max_balancedness(x64, depth):
+  """docs/theory.md, "Theorem 1": the condition "the initial weights are delta-balanced with
+  delta <= c^2 / (256 N^3 ||Phi||_F^{2(N-1)/N})", as check_theorem1 reports it.
+
+  The balanced init of the lr test made exactly (0.99 or 1.01) x delta_max-balanced (NumPy
+  balancedness and closed-form bound) by a product-preserving change of basis of the first hidden
+  layer, so the margin stays put (checked to 1e-12); lr = 0.5 max_lr. Inside: is_balanced and
+  holds; outside: neither, and iterations is None.
+
+  Kills: balancedness <= 2 * max_balancedness (or any factor off by more than 1%) in
+  check_theorem1; a changed constant (256) or exponent in theorem1's max_balancedness;
+  is_balanced dropped from holds.
+  """
+  phi, rng = boundary_target(10 + depth)
+  ws0 = balanced_near(phi, random_error(rng, phi.shape, 0.3 * 0.7), (3,) * depth + (2,))
+  c = numpy_margin(ws0, phi)
+  delta_max = closed_form_max_balancedness(phi, c, depth)
+  lr = 0.5 * closed_form_max_lr(phi, c, depth)
+  for factor in (0.99, 1.01):
+    ws = unbalanced_to(ws0, factor * delta_max, rng)
+    assert numpy_balancedness(ws) == pytest.approx(factor * delta_max, rel=1e-9)
+    assert numpy_margin(ws, phi) == pytest.approx(c, abs=1e-12)
+    check = theory.check_theorem1(ws, phi, lr)
+    inside = factor < 1
+    assert check.no_bottleneck and check.has_margin and check.lr_ok, check
+    assert check.is_balanced == inside and check.holds == inside, (factor, check)
+    assert (check.iterations is None) == (not inside)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_check_theorem1_margin_verdict_flips_at_zero_margin(x64, depth):
+  """docs/theory.md, "Theorem 1": the condition "W_{1:N}(0) has deficiency margin c > 0", i.e.
+  ||W_{1:N} - Phi||_F < sigma_min(Phi) (Definition 2).
+
+  Balanced inits with ||W_{1:N} - Phi||_F = 0.99 or 1.01 sigma_min(Phi) (margin +-0.007), the error
+  with two equal singular values (so its spectral norm is 0.71 of its Frobenius norm) and Phi with
+  distinct ones (1.3, 0.7). Inside: has_margin and, at lr = 0.5 max_lr, holds with iterations;
+  outside: has_margin and holds False, max_lr, max_balancedness and rate NaN, iterations None.
+
+  Kills: margin > -0.01 or margin > 0.01 for margin > 0 in check_theorem1; has_margin dropped from
+  holds is not caught (without a margin the NaN bounds already make is_balanced and lr_ok False).
+  Also catches a margin computed with the spectral norm of the error (0.71 x 1.01 < 1: a margin)
+  or with sigma_max(Phi) (lintraj.metrics.deficiency_margin).
+  """
+  phi, rng = boundary_target(20 + depth)
+  q = np.linalg.qr(rng.standard_normal((3, 3)))[0]
+  p = np.linalg.qr(rng.standard_normal((2, 2)))[0]
+  unit = (p[:, :1] @ q[:, :1].T + p[:, 1:] @ q[:, 1:2].T) / np.sqrt(
+    2
+  )  # ||.||_F = 1, ||.||_2 = 0.71
+  for factor in (0.99, 1.01):
+    ws = balanced_near(phi, factor * 0.7 * unit, (3,) * depth + (2,))
+    c = numpy_margin(ws, phi)
+    assert c == pytest.approx((1 - factor) * 0.7, abs=1e-12)
+    inside = factor < 1
+    lr = 0.5 * closed_form_max_lr(phi, c, depth) if inside else 1e-12
+    check = theory.check_theorem1(ws, phi, lr)
+    assert check.no_bottleneck
+    assert check.has_margin == inside and check.holds == inside, (factor, check)
+    if inside:
+      assert check.is_balanced and check.lr_ok and check.iterations is not None
+    else:
+      assert math.isnan(check.max_lr) and math.isnan(check.max_balancedness)
+      assert math.isnan(check.rate) and check.iterations is None
+
+
+@pytest.mark.parametrize(
+  "dims, no_bottleneck",
+  [
+    ((4, 2, 2), True),  # hidden width = min(d_0, d_N): just inside
+    ((4, 1, 2), False),  # one less: just outside
+    ((4, 3, 2), True),  # between min and max(d_0, d_N)
+    ((2, 2, 4), True),  # d_N > d_0
+    ((2, 1, 4), False),
+    ((4, 2, 2, 2), True),
+    ((4, 3, 1, 2), False),  # the narrow layer is not the first hidden one
+    ((4, 1, 3, 2), False),
+  ],
+)
+def test_check_theorem1_bottleneck_verdict_at_min_width(x64, dims, no_bottleneck):
+  """docs/theory.md, "Theorem 1" (Arora et al. 2019, the architecture assumption): every hidden
+  width d_j >= min(d_0, d_N).
+
+  Without a bottleneck: the balanced init near a random Phi (||W - Phi||_F = 0.3 sigma_min) at
+  lr = 0.5 max_lr has no_bottleneck and holds. With one (a hidden width min(d_0, d_N) - 1,
+  Gaussian init near Phi's scale): no_bottleneck and holds are False. A bottleneck caps the rank
+  of W_{1:N} below that of Phi, so by Eckart-Young ||W - Phi||_F >= sigma_min(Phi) and there is no
+  margin either (asserted); hence no_bottleneck dropped from holds cannot be caught.
+
+  Kills: hidden width > min(d_0, d_N) for >= (fails at (4, 2, 2)), max(d_0, d_N) for min (fails
+  at (4, 3, 2)), a check of the first hidden width only (fails at (4, 3, 1, 2)).
+  """
+  depth = len(dims) - 1
+  phi, rng = boundary_target(30 + depth, d0=dims[0], dn=dims[-1], singular_values=(1.3, 0.7))
+  if no_bottleneck:
+    ws = balanced_near(phi, random_error(rng, phi.shape, 0.3 * 0.7), dims)
+    lr = 0.5 * closed_form_max_lr(phi, numpy_margin(ws, phi), depth)
+  else:
+    ws = lt.init.gaussian(jax.random.PRNGKey(depth), dims, std=0.8)
+    lr = 1e-12
+    assert numpy_margin(ws, phi) <= 0
+  check = theory.check_theorem1(ws, phi, lr)
+  assert check.no_bottleneck == no_bottleneck and check.holds == no_bottleneck, check
+  assert check.has_margin == no_bottleneck
