@@ -99,7 +99,8 @@ def test_theorem1_lemmas_hold_along_gd_at_the_theorems_lr(x64, cases):
   c^{2(N-1)/N})." Lemma 1: "loss(t+1) <= (1 - eta c^{2(N-1)/N}) loss(t) while the margin holds."
   Lemma 2: "along the run the weights stay 2*delta-balanced, and the margin is kept."
 
-  Confirmed (the constants as written): for six inits that satisfy every condition (checked by
+  What was checked (the constants are transcribed, not confirmed: they are sufficient
+  conditions with large slack): for six inits that satisfy every condition (checked by
   lintraj.theory.check_theorem1; residual inits with ||Phi - I||_F = 0.3, and balanced inits near
   Phi made exactly delta/2-unbalanced), GD at lr = max_lr has, at every one of 21 records over
   4000 steps, loss(t) <= (1 - lr c^{2(N-1)/N})^t loss(0), deficiency margin >= c (the margin

@@ -19,7 +19,8 @@ def test_identity_init_satisfies_theorem1_when_phi_is_within_half_of_identity(x6
   Theorem 1) [P]: "Residual case: equal widths, W_j(0) = I: the assumptions hold when
   ||Phi - I||_F < 0.5."
 
-  Finding (confirmed with the constants as written): check_theorem1 says every condition holds
+  Finding (with the constants as transcribed; checked, not confirmed): check_theorem1 says every
+  condition holds
   for W_j = I and 40 random Phi with ||Phi - I||_F in (0, 0.5), at lr = max_lr. The remark is true
   for a simple reason that the test re-derives: the identity init is exactly 0-balanced (so the
   delta condition holds whatever its constant), and sigma_min(Phi) >= 1 - ||Phi - I||_2 gives the
