@@ -6,7 +6,11 @@ symmetric, so :math:`W_{1:N} = W^N` stays positive semidefinite and the loss can
 :math:`\lambda^2 / 2`, for every learning rate. With :math:`+\lambda` (positive definite) GD
 converges. The floor is a saddle: a perturbation of size :math:`\epsilon` breaks the symmetry. At
 depth 2 the saddle is strict and GD escapes after a number of steps growing like
-:math:`\log(1/\epsilon)`; at depth 4 it is not strict and escape is far slower.
+:math:`\log(1/\epsilon)`; at depth 4 it is not strict and escape is far slower. That holds
+here because every positive eigenvalue of :math:`\Phi` (2, 1.5, 1) is at least :math:`\lambda`:
+at depth :math:`N \ge 3` a positive eigenvalue :math:`\mu < \lambda` couples with the negative
+mode and makes the floor a strict saddle again (Hessian eigenvalue
+:math:`-(\lambda - \mu)\mu^{(N-2)/N}`; ``tests/theory/test_s08_claim5.py`` checks both cases).
 
 Rounding is not a perturbation to rely on, either way: with a rotated (non-diagonal) target the
 layers of a depth-2 run stop being exactly symmetric after rounding, and whether GD keeps
