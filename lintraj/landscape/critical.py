@@ -363,7 +363,10 @@ _MAX_CRITICAL_POINTS = 200_000
 
 
 def autoencoder_critical_points(cov, hidden: int, depth: int) -> AutoencoderCriticalPoints:
-  r"""Every analytic critical point of the deep linear autoencoder with dims ``(n, p, ..., p, n)``.
+  r"""One analytic critical point per index set of the deep linear autoencoder with dims
+  ``(n, p, ..., p, n)``: a balanced representative of each family, not every critical point
+  (an invertible change of basis between consecutive layers gives others with the same
+  end-to-end map and loss; an orthogonal one also keeps the Hessian's spectrum).
 
   For :math:`\Sigma = \sum_i \lambda_i e_i e_i^\top` and every index set :math:`I`,
   :math:`|I| = r \le p` = ``hidden``, the balanced weights
