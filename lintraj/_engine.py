@@ -502,7 +502,7 @@ def _first_watch(lanes: LaneState, batched) -> Watch:
 
 
 def check_held_out(
-  validation, patience, min_delta, lane_weights, *, loss_batched=False, lanes=None, checkpoint=None
+  validation, patience, min_delta, lane_weights, *, loss_batched=False, lanes=None
 ):
   """``(validation loss, EarlyStopping)`` of a run's ``validation=`` / ``patience=`` /
   ``min_delta=``, both None without validation; ValueError naming the fix. A batch with one loss
@@ -513,10 +513,6 @@ def check_held_out(
         "patience= stops on the validation loss: pass validation= (a loss on held-out data) too."
       )
     return None, None
-  if checkpoint is not None:
-    raise ValueError(
-      "checkpoints of runs with validation= are not supported yet: drop checkpoint= or validation=."
-    )
   patience = None if patience is None else check_int("patience", patience, 1)
   min_delta = check_positive("min_delta", min_delta, allow_zero=True)
   many = isinstance(validation, (list, tuple))
@@ -583,18 +579,23 @@ def fingerprint(weights, loss) -> np.ndarray:
   return np.asarray(_loss_at(tuple(jnp.asarray(w) for w in weights), loss))
 
 
-def _check_fingerprint(job: Job, current: RunState, stored, lo: int):
-  """ValueError unless the loss of ``job`` gives the stored value at the saved point."""
-  if stored is None:
-    return
+def _check_fingerprint(job: Job, current: RunState, leaves: dict, lo: int):
+  """ValueError unless the loss (and validation loss) of ``job`` give the stored values at the
+  saved point."""
   weights = _take(current.lanes.weights, 0) if job.batched else current.lanes.weights
-  value = fingerprint(weights, _take(job.loss, lo) if job.loss_batched else job.loss)
-  if not np.allclose(value, stored, rtol=1e-4, atol=0, equal_nan=True):
-    raise ValueError(
-      f"the loss given to resume is {float(value):.6g} at the checkpoint's saved "
-      f"weights, where the run's own loss was {float(stored):.6g}: it is another "
-      "loss. Pass the loss the run was started with."
-    )
+  objective = (job.loss, job.validation)
+  objective = _take(objective, lo) if job.loss_batched else objective
+  for what, loss in zip(("loss", "validation"), objective):
+    stored = leaves.get("fingerprint" if what == "loss" else "validation_fingerprint")
+    if stored is None or loss is None:
+      continue
+    value = fingerprint(weights, loss)
+    if not np.allclose(value, stored, rtol=1e-4, atol=0, equal_nan=True):
+      raise ValueError(
+        f"the {what} given to resume is {float(value):.6g} at the checkpoint's saved "
+        f"weights, where the run's own {what} was {float(stored):.6g}: it is another "
+        f"loss. Pass the {what} the run was started with."
+      )
 
 
 def _recorder_header(recorder: Recorder) -> dict:
@@ -678,7 +679,7 @@ def execute(job: Job, meter=None, saved=None):
     if lo:
       finished = [restore(template(lo), _unprefix(leaves, "finished/"))]
     current = restore(template(call["chunk_lanes"]), _unprefix(leaves, "current/"))
-    _check_fingerprint(job, current, leaves.get("fingerprint"), lo)
+    _check_fingerprint(job, current, leaves, lo)
   shared = (
     None
     if job.loss_batched
@@ -726,7 +727,7 @@ def execute(job: Job, meter=None, saved=None):
           dict(done=lo, chunk_lanes=n),
           finished,
           n,
-          _take(job.loss, lo) if job.loss_batched else job.loss,
+          _take(objective, lo) if job.loss_batched else objective,
         )
       report = None
       if meter is not None:
@@ -771,7 +772,7 @@ def execute(job: Job, meter=None, saved=None):
   )
 
 
-def _writer(job: Job, position: dict, finished: list, n, loss0):
+def _writer(job: Job, position: dict, finished: list, n, objective0):
   """``checkpoint(state)``: writes the job, the finished chunks and the current state."""
   call = dict(
     job.call,
@@ -780,9 +781,16 @@ def _writer(job: Job, position: dict, finished: list, n, loss0):
     track_every=job.schedule.track_every,
     checkpoint_every=job.schedule.checkpoint_every,
     recorder=_recorder_header(job.recorder),
+    early=None if job.early is None else list(job.early),
     **position,
   )
+  loss0, validation0 = objective0
   finished_leaves = _leaves(finished[0], "finished/") if finished else {}
+
+  def held_out_fingerprint(weights) -> dict:
+    if validation0 is None:
+      return {}
+    return {"validation_fingerprint": fingerprint(weights, validation0)}
 
   def write(state):
     host = _host(state, n)
@@ -793,10 +801,12 @@ def _writer(job: Job, position: dict, finished: list, n, loss0):
       call=call,
       arrays=job.arrays,
       loss=job.loss,
+      validation=job.validation,
       state_arrays={
         **finished_leaves,
         **_leaves(host, "current/"),
         "fingerprint": fingerprint(weights, loss0),
+        **held_out_fingerprint(weights),
       },
     )
 

@@ -24,7 +24,7 @@ _RUNS = {
 
 
 def resume(
-  path, *, loss=None, optimizer=None, metrics=None, progress=False, devices=None
+  path, *, loss=None, validation=None, optimizer=None, metrics=None, progress=False, devices=None
 ) -> Trajectory:
   r"""Continue a run from its checkpoint to the end and return its trajectory.
 
@@ -45,6 +45,8 @@ def resume(
       the same data and target.
     optimizer: for :func:`lintraj.train` / :func:`lintraj.batch_train` checkpoints, the run's
       optimizer (``batch_train``: the function of hyperparameters, e.g. ``optax.adam``).
+    validation: the held-out loss of a run with ``validation=``, needed only when its function
+      cannot be imported by name (as ``loss``; early stopping continues as it was set).
     metrics: user metrics that cannot be imported by name, ``{name: function}``.
     progress: True, False or a meter (:class:`lintraj.progress.Meter`).
     devices: for a batched run, the devices to spread its lanes over (default: all). With
@@ -64,7 +66,7 @@ def resume(
     >>> bool((lt.resume(path).loss == traj.loss).all())
     True
   """
-  run, call, arrays, loss, state = io.read_checkpoint(path, loss)
+  run, call, arrays, loss, state, validation = io.read_checkpoint(path, loss, validation)
   if not jax.config.jax_enable_x64 and any(a.dtype == np.float64 for a in state.values()):
     raise ValueError(
       f"{os.fspath(path)} holds a float64 run; resume it inside `with jax.enable_x64(True):`."
@@ -80,6 +82,8 @@ def resume(
   rec = _engine.recorder_from_header(call.get("recorder", {}), metrics)
   extra = {} if run in ("gradient_descent", "train") else {"devices": devices}
   job = _RUNS[run](call, arrays, loss, sched, rec, os.fspath(path), optimizer=optimizer, **extra)
+  if validation is not None:
+    job = job._replace(validation=validation, early=_engine.EarlyStopping(*call["early"]))
   return _engine.execute(job, meter(progress), saved=(call, state))
 
 

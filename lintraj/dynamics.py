@@ -114,7 +114,7 @@ def gradient_descent(
     validation: a loss of the same kind on held-out data (e.g.
       ``lt.losses.regression(x_test, y_test)``), recorded at every record as
       ``traj.validation_loss``; the trajectory keeps the weights and step of the record where it
-      was lowest (``traj.best``, ``traj.best_step``). Not yet with ``checkpoint=``.
+      was lowest (``traj.best``, ``traj.best_step``). Checkpoints store it like ``loss``.
     patience: with ``validation``, stop after this many records in a row without a validation
       loss below the best by more than ``min_delta`` (early stopping on held-out data, checked at
       records only); ``stopped_step`` is the step of the record that ran out of patience.
@@ -170,7 +170,7 @@ def gradient_descent(
     lr=lr,
     stop_at_loss=stop_at_loss,
   )
-  held_out = _engine.check_held_out(validation, patience, min_delta, weights, checkpoint=path)
+  held_out = _engine.check_held_out(validation, patience, min_delta, weights)
   job = _gradient_descent_job(
     weights, loss, check_lr(lr), _single_stop(stop_at_loss), sched, rec, path
   )
@@ -262,7 +262,7 @@ def train(
     checkpoint_every=checkpoint_every,
     stop_at_loss=stop_at_loss,
   )
-  held_out = _engine.check_held_out(validation, patience, min_delta, weights, checkpoint=path)
+  held_out = _engine.check_held_out(validation, patience, min_delta, weights)
   job = _train_job(
     weights, loss, check_optimizer(optimizer), _single_stop(stop_at_loss), sched, rec, path
   )

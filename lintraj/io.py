@@ -250,10 +250,59 @@ def resolve(reference: str):
   return value
 
 
+def _loss_spec(loss: Loss, prefix: str, arrays: dict) -> dict:
+  """The JSON header of a loss (its function by reference), its arrays added under ``prefix``."""
+  return dict(
+    name=loss.name,
+    fn=function_reference(loss.fn),
+    data=_tree_to_arrays(loss.data, f"{prefix}/data", arrays),
+    target=_tree_to_arrays(loss.target, f"{prefix}/target", arrays),
+  )
+
+
+def _stored_loss(spec: dict, arrays: dict, given, path: str, what: str) -> Loss:
+  """The loss a checkpoint stored (``what``: the run's argument, ``loss`` or ``validation``),
+  its function resolved by reference or taken from ``given``, whose data and target must equal
+  the stored ones."""
+  stored = Loss(
+    None,
+    data=_tree_from_arrays(spec["data"], arrays),
+    target=_tree_from_arrays(spec["target"], arrays),
+    name=spec["name"],
+  )
+  if given is None:
+    if spec["fn"] is None:
+      raise ValueError(
+        f"{path} was written by a run with the {what} {spec['name']!r}, a function lintraj "
+        f"cannot import by itself; pass it: lintraj.resume(path, {what}=...)."
+      )
+    stored.fn = resolve(spec["fn"])
+    return stored
+  given = as_loss(given)
+  given_fn = function_reference(given.fn)
+  if spec["fn"] is not None and given_fn is not None and given_fn != spec["fn"]:
+    raise ValueError(
+      f"{path} was run with the {what} function {spec['fn']}, not {given_fn}; "
+      f"pass the {what} the run was started with."
+    )
+  mine, kept = (given.data, given.target), (stored.data, stored.target)
+  same = jax.tree_util.tree_structure(mine) == jax.tree_util.tree_structure(kept) and all(
+    np.array_equal(np.asarray(a), b)
+    for a, b in zip(jax.tree_util.tree_leaves(mine), jax.tree_util.tree_leaves(kept))
+  )
+  if not same:
+    raise ValueError(
+      f"the {what} passed to resume has other data or target than the one {path} was "
+      f"run with; pass the same {what}."
+    )
+  return given
+
+
 def write_checkpoint(
-  path, run: str, *, call: dict, arrays: dict, loss: Loss, state_arrays: dict
+  path, run: str, *, call: dict, arrays: dict, loss: Loss, state_arrays: dict, validation=None
 ) -> str:
-  """Write a checkpoint of a run atomically: its call (JSON and arrays), its loss and its state.
+  """Write a checkpoint of a run atomically: its call (JSON and arrays), its loss (and held-out
+  loss) and its state.
 
   Args:
     path: where (a ``.npz`` file).
@@ -263,31 +312,30 @@ def write_checkpoint(
     loss: its :class:`lintraj.losses.Loss` (data and target are stored; the function by reference
       if it is importable, else :func:`lintraj.resume` needs ``loss=``).
     state_arrays: the state, NumPy arrays by name.
+    validation: the run's ``validation=`` loss, stored like ``loss``, or None.
 
   Under ``jax.distributed.initialize()`` only process 0 writes (the others return the path).
   """
   if jax.process_index() != 0:
     return os.fspath(path)
   loss_arrays = {}
-  loss_header = dict(
-    name=loss.name,
-    fn=function_reference(loss.fn),
-    data=_tree_to_arrays(loss.data, "loss/data", loss_arrays),
-    target=_tree_to_arrays(loss.target, "loss/target", loss_arrays),
-  )
+  header = {"checkpoint": run, "call": call, "loss": _loss_spec(loss, "loss", loss_arrays)}
+  if validation is not None:
+    header["validation"] = _loss_spec(validation, "validation", loss_arrays)
   all_arrays = {
     **{f"call/{k}": v for k, v in arrays.items()},
     **loss_arrays,
     **{f"state/{k}": v for k, v in state_arrays.items()},
   }
-  return _write_npz(path, all_arrays, {"checkpoint": run, "call": call, "loss": loss_header})
+  return _write_npz(path, all_arrays, header)
 
 
-def read_checkpoint(path, loss=None):
-  """``(run, call, arrays, loss, state_arrays)`` from a file written by :func:`write_checkpoint`.
+def read_checkpoint(path, loss=None, validation=None):
+  """``(run, call, arrays, loss, state_arrays, validation)`` from a file written by
+  :func:`write_checkpoint` (``validation`` None for a run without held-out data).
 
-  ``loss`` replaces the stored loss function (needed when it is not a lintraj loss); its data
-  and target must equal the stored ones.
+  ``loss`` (``validation``) replaces the stored loss function (needed when it is not a lintraj
+  loss); its data and target must equal the stored ones.
   """
   arrays, header = _read_npz(path, "checkpoint")
   path = os.fspath(path)
@@ -296,42 +344,17 @@ def read_checkpoint(path, loss=None):
       f"{path} is a saved trajectory, not a checkpoint; read it with lintraj.load(path)."
     )
   try:
-    spec = header["loss"]
-    stored = Loss(
-      None,
-      data=_tree_from_arrays(spec["data"], arrays),
-      target=_tree_from_arrays(spec["target"], arrays),
-      name=spec["name"],
-    )
+    spec, held_out = header["loss"], header.get("validation")
     call = {k[len("call/") :]: v for k, v in arrays.items() if k.startswith("call/")}
     state = {k[len("state/") :]: v for k, v in arrays.items() if k.startswith("state/")}
     run, call_header = header["checkpoint"], header["call"]
+    for stored in filter(None, (spec, held_out)):  # every stored array is there
+      _tree_from_arrays(stored["data"], arrays), _tree_from_arrays(stored["target"], arrays)
   except (KeyError, TypeError, ValueError) as err:
     raise ValueError(f"{path} is not a complete lintraj checkpoint (missing {err}).") from None
-  if loss is None:
-    if spec["fn"] is None:
-      raise ValueError(
-        f"{path} was written by a run of the loss {spec['name']!r}, a function "
-        "lintraj cannot import by itself; pass it: lintraj.resume(path, loss=loss)."
-      )
-    stored.fn = resolve(spec["fn"])
-    loss = stored
-  else:
-    loss = as_loss(loss)
-    given_fn = function_reference(loss.fn)
-    if spec["fn"] is not None and given_fn is not None and given_fn != spec["fn"]:
-      raise ValueError(
-        f"{path} was run with the loss function {spec['fn']}, not {given_fn}; "
-        "pass the loss the run was started with."
-      )
-    given, kept = (loss.data, loss.target), (stored.data, stored.target)
-    same = jax.tree_util.tree_structure(given) == jax.tree_util.tree_structure(kept) and all(
-      np.array_equal(np.asarray(a), b)
-      for a, b in zip(jax.tree_util.tree_leaves(given), jax.tree_util.tree_leaves(kept))
-    )
-    if not same:
-      raise ValueError(
-        f"the loss passed to resume has other data or target than the one {path} was "
-        "run with; pass the same loss."
-      )
-  return run, call_header, call, loss, state
+  loss = _stored_loss(spec, arrays, loss, path, "loss")
+  if held_out is not None:
+    validation = _stored_loss(held_out, arrays, validation, path, "validation")
+  elif validation is not None:
+    raise ValueError(f"{path} is of a run without validation=; resume it without validation.")
+  return run, call_header, call, loss, state, validation

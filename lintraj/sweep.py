@@ -182,13 +182,7 @@ def batch_gradient_descent(
   mesh = lane_mesh(devices)
   batch_size = _batch_size(batch_size, lanes, mesh)
   held_out = _engine.check_held_out(
-    validation,
-    patience,
-    min_delta,
-    lane_weights,
-    loss_batched=loss_batched,
-    lanes=lanes,
-    checkpoint=path,
+    validation, patience, min_delta, lane_weights, loss_batched=loss_batched, lanes=lanes
   )
   job = _batch_gradient_descent_job(
     weights, loss, loss_batched, lrs, stop, sched, rec, batch_size, mesh, path
@@ -354,13 +348,7 @@ def batch_train(
   stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
   mesh = lane_mesh(devices)
   held_out = _engine.check_held_out(
-    validation,
-    patience,
-    min_delta,
-    lane_weights,
-    loss_batched=loss_batched,
-    lanes=lanes,
-    checkpoint=path,
+    validation, patience, min_delta, lane_weights, loss_batched=loss_batched, lanes=lanes
   )
   job = _batch_train_job(
     weights,

@@ -46,7 +46,7 @@ def _kill_after_checkpoint(kind, path, ready):
         f"the job ended before it was killed: {proc.communicate()[0].decode()[-2000:]}"
       )
       if os.path.exists(path):
-        _, call, _, _, state = io.read_checkpoint(path)
+        _, call, _, _, state, _ = io.read_checkpoint(path)
         if ready(call, state):
           proc.send_signal(signal.SIGKILL)
           proc.wait(30)
@@ -69,7 +69,7 @@ def _records_written(state, prefix=""):
 def test_killed_single_run_resumes_bit_for_bit(tmp_path):
   path = tmp_path / "single.npz"
   total = job.STEPS["single"] // job.RECORD_EVERY + 1
-  _, call, _, _, state = _kill_after_checkpoint("single", path, lambda call, state: True)
+  _, call, _, _, state, _ = _kill_after_checkpoint("single", path, lambda call, state: True)
   written = _records_written(state, "current/")
   assert 0 < written < total, "the job must be killed mid-run, after a checkpoint"
   with jax.enable_x64(True):
@@ -83,7 +83,7 @@ def test_killed_single_run_resumes_bit_for_bit(tmp_path):
 
 def test_killed_batched_run_resumes_bit_for_bit_across_chunks(tmp_path):
   path = tmp_path / "batch.npz"
-  _, call, _, _, state = _kill_after_checkpoint(
+  _, call, _, _, state, _ = _kill_after_checkpoint(
     "batch", path, lambda call, state: call["done"] >= 2
   )
   assert call["done"] in (2, 4) and call["chunk_lanes"] == 2
@@ -104,7 +104,7 @@ def test_checkpoint_writes_are_atomic_and_resume_of_a_finished_run_recomputes_no
     ws, loss, lr=0.1, steps=40, record_every=3, checkpoint=path, checkpoint_every=7
   )
   assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # no temporary files left
-  _, call, _, _, state = io.read_checkpoint(path)
+  _, call, _, _, state, _ = io.read_checkpoint(path)
   assert call["checkpoint_every"] == 7 and _records_written(state, "current/") == 40 // 3 + 1
   _assert_identical(lt.resume(path), traj)
   plain = lt.gradient_descent(ws, loss, lr=0.1, steps=40, record_every=3)

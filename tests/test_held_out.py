@@ -13,6 +13,7 @@ import optax
 import pytest
 
 import lintraj as lt
+from lintraj import io
 from tests import numpy_reference as ref
 
 DIMS = (4, 5, 3)
@@ -159,13 +160,65 @@ def test_saved_trajectories_keep_the_held_out_fields(problem, tmp_path):
   assert "validation_loss" in repr(traj) and "best_step" in repr(traj)
 
 
+def _interrupt_at_first_checkpoint(monkeypatch):
+  """Make the run stop (KeyboardInterrupt) right after its first checkpoint is written."""
+  original, writes = io.write_checkpoint, []
+
+  def write(*args, **kwargs):
+    original(*args, **kwargs)
+    writes.append(1)
+    if len(writes) == 1:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(io, "write_checkpoint", write)
+  return lambda: monkeypatch.setattr(io, "write_checkpoint", original)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_interrupted_runs_with_validation_resume_bit_for_bit(
+  problem, tmp_path, monkeypatch, batched
+):
+  """Checkpoints store the validation loss, the best record so far and the patience counter:
+  a run interrupted at its first checkpoint (step 40: best record at step 20, two records of
+  patience used) and resumed equals the uninterrupted one bit for bit, its early stop at step 50
+  included (a resumed run that forgot the best record would stop later). Batched: one validation
+  loss per lane, in chunks of one lane."""
+  ws, data = problem
+  train_loss, held_out = _losses(*data)
+  x, y, x_test, y_test = data
+  other = lt.losses.regression(x_test[::-1], y_test[::-1] + 0.3)
+  kwargs = dict(steps=300, record_every=10, patience=3, checkpoint_every=40)
+  if batched:
+    batch, lrs, _ = lt.sweep.grid("gaussian", DIMS, std=[0.3, 0.5], lr=[0.05])
+    batch = tuple(np.asarray(w, np.float64) for w in batch)
+    run = lambda **k: lt.batch_gradient_descent(
+      batch, [train_loss] * 2, lr=lrs, validation=[held_out, other], batch_size=1, **k
+    )
+  else:
+    run = lambda **k: lt.gradient_descent(ws, train_loss, lr=0.05, validation=held_out, **k)
+  full = run(**kwargs, checkpoint=tmp_path / "full.npz")
+  restore = _interrupt_at_first_checkpoint(monkeypatch)
+  with pytest.raises(KeyboardInterrupt):
+    run(**kwargs, checkpoint=tmp_path / "cut.npz")
+  restore()
+  resumed = lt.resume(tmp_path / "cut.npz")
+  assert np.ravel(full.best_step)[0] == 20 and np.ravel(full.stopped_step)[0] == 50  # lane 0
+  for a, b in zip(
+    jax.tree_util.tree_leaves(full._asdict()),
+    jax.tree_util.tree_leaves(resumed._asdict()),
+    strict=True,
+  ):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with pytest.raises(ValueError, match="other data"):
+    lt.resume(tmp_path / "cut.npz", validation=lt.losses.regression(x_test, y_test + 1.0))
+
+
 @pytest.mark.parametrize(
   "kwargs, match",
   [
     (dict(patience=2), "pass validation="),
     (dict(validation="held", patience=0), "patience must be"),
     (dict(validation="held", min_delta=-1.0), "min_delta"),
-    (dict(validation="held", checkpoint="c.npz", checkpoint_every=5), "not supported yet"),
     (dict(validation=["held"]), "same kind as loss"),
     (dict(validation=lambda w: w), "real scalar"),
   ],

@@ -127,7 +127,7 @@ def _progress(path) -> tuple[int, int] | None:
   """(lanes finished, records of the current chunk) of the checkpoint at ``path`` (None: none)."""
   if not path.exists():
     return None
-  _, call, _, _, state = io.read_checkpoint(path)
+  _, call, _, _, state, _ = io.read_checkpoint(path)
   return call["done"], _records_written(state)
 
 
