@@ -660,8 +660,11 @@ def fastest_iterations(
 
   The staged search of the learning rate: runs the grid ``stds x lrs`` (:func:`grid`) with
   :func:`lintraj.batch_gradient_descent` in stages ending at ``caps``: after each stage a std with a
-  converged lane leaves the search (any later lane would be slower), diverged lanes are dropped, and
-  the other lanes continue from their weights (GD is a Markov chain: no step is repeated).
+  converged lane leaves the search (any later lane would be slower), diverged lanes are dropped, so
+  are lanes whose weights end a stage bit for bit where they began it (an exact fixed point or cycle
+  of GD in the lane's precision, such as a Gaussian init so small that every update rounds away: it
+  never reaches the threshold), and the other lanes continue from their weights (GD is a Markov
+  chain: no step is repeated).
 
   Args:
     init: an init name of :func:`grid` or a function ``init(key, dims, std=...)``.
@@ -678,8 +681,9 @@ def fastest_iterations(
   Returns:
     ``(best, lane_steps)``: the :func:`fastest` table (``std``, ``lr``, ``seed``,
     ``steps``; ``steps = -1`` where no learning rate converged within the last cap) with a
-    ``diverged`` column (how many learning rates diverged before the std left the search), and the
-    GD steps taken, summed over lanes.
+    ``diverged`` column (how many learning rates diverged before the std left the search) and a
+    ``fixed`` column (how many left it as exact fixed points), and the GD steps taken, summed over
+    lanes.
 
   Example:
     >>> import jax.numpy as jnp, lintraj as lt
@@ -695,7 +699,7 @@ def fastest_iterations(
   """
   weights, lr, table = grid(init, dims, std=stds, lr=lrs, seeds=[seed], draws=draws)
   lanes = len(lr)
-  stopped, diverged = np.full(lanes, -1), np.zeros(lanes, bool)
+  stopped, diverged, fixed = np.full(lanes, -1), np.zeros(lanes, bool), np.zeros(lanes, bool)
   active, done, lane_steps = np.ones(lanes, bool), 0, 0
   weights = [np.array(w) for w in weights]
   for cap in caps:
@@ -716,11 +720,16 @@ def fastest_iterations(
     lane_steps += int(np.sum(np.where(stop >= 0, stop, np.where(div >= 0, div, steps))))
     stopped[index[stop >= 0]] = done + stop[stop >= 0]
     diverged[index[div >= 0]] = True
+    unchanged = np.ones(index.size, bool)
     for w, final in zip(weights, traj.final):
-      w[index] = np.asarray(final)
+      final = np.asarray(final)
+      unchanged &= np.all(w[index] == final, axis=tuple(range(1, final.ndim)))
+      w[index] = final
+    fixed[index[unchanged & (stop < 0) & (div < 0)]] = True
     converged_stds = set(table["std"][stopped >= 0].tolist())
-    active &= ~diverged & (stopped < 0) & ~np.isin(table["std"], list(converged_stds))
+    active &= ~diverged & ~fixed & (stopped < 0) & ~np.isin(table["std"], list(converged_stds))
     done = cap
   best = fastest(table, stopped)
-  best["diverged"] = np.array([int(np.sum(diverged[table["std"] == s])) for s in best["std"]])
+  for name, lanes_out in (("diverged", diverged), ("fixed", fixed)):
+    best[name] = np.array([int(np.sum(lanes_out[table["std"] == s])) for s in best["std"]])
   return best, lane_steps

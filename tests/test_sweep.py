@@ -316,3 +316,26 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
       np.testing.assert_array_equal(sharded[key], value, err_msg=key)
   stopped, diverged = single["shared_bs2/stopped_step/0"], single["shared_bs2/diverged_step/0"]
   assert np.any(stopped >= 0) and np.any(diverged >= 0) and np.any((stopped < 0) & (diverged < 0))
+
+
+def test_staged_search_drops_exact_fixed_points_and_keeps_the_others():
+  """A depth-6 Gaussian init of std 1e-6 is an exact float32 fixed point (every update rounds
+  away): the staged search drops its lanes after the first stage instead of running them to the
+  cap. The moving std's answer equals single GD runs (its fastest learning rate and step)."""
+  dims, lrs = (16, 8, 8, 8, 8, 8, 1), [0.03, 0.1]
+  phi = _problem(dims, 3)[1].astype(np.float32)
+  phi = phi / np.linalg.norm(phi)
+  loss = lt.losses.target(phi)
+  best, lane_steps = lt.sweep.fastest_iterations(
+    "gaussian", dims, loss, stds=[1e-6, 0.4], lrs=lrs, caps=[200, 5000], threshold=1e-4
+  )
+  assert best["fixed"].tolist() == [2, 0] and best["steps"][0] == -1 and best["diverged"][1] == 1
+  ws, _, _ = lt.sweep.grid("gaussian", dims, std=[0.4], lr=lrs, seeds=[0], draws="common")
+  single = [
+    lt.gradient_descent(
+      tuple(w[i] for w in ws), loss, lr=lr, steps=5000, record_every=50, stop_at_loss=1e-4
+    ).stopped_step
+    for i, lr in enumerate(lrs)
+  ]
+  assert best["steps"][1] == min(s for s in single if s is not None) > 200
+  assert lane_steps < 2 * 200 + 2 * 5000

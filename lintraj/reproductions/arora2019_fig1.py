@@ -29,7 +29,10 @@ scaled so that
 The cost. Lanes of the grid that never converge run to the cap, so the cost is about
 ``(non-converging lanes) x cap`` GD steps. The search runs in stages of growing caps: a std leaves
 the search as soon as one of its learning rates has converged (a later one could only be slower),
-and diverged lanes are dropped; the survivors continue from their weights (no step is repeated).
+diverged lanes are dropped, and so are lanes whose weights end a stage bit for bit where they began
+it (exact fixed points of float32 GD: at depth 8 a Gaussian init of std up to about 1e-2 is one,
+every update rounding away, and those lanes would otherwise run to the cap); the survivors continue
+from their weights (no step is repeated).
 Protocols (:func:`protocol`): ``quick`` (seconds; the tests and the notebook's CI run), the default
 (the paper's cap ``1e6``, 2 stds and learning rates per decade) and ``full=True`` (4 per decade).
 The measured run times are in the README.
@@ -184,7 +187,8 @@ def run(
   r"""Reproduce Figure 1 (a)(b)(c) of Arora, Cohen, Golowich, Hu 2019.
 
   Returns: ``sweeps`` (per init and depth, per std: the fastest learning rate, its iterations,
-  ``-1`` if none converged within the cap, and how many learning rates diverged), ``lane_steps``
+  ``-1`` if none converged within the cap, how many learning rates diverged and how many were
+  exact fixed points), ``lane_steps``
   (GD steps run, summed over lanes), ``panel_c`` (the run of panel (c): its std, lr, steps, and
   balancedness and :math:`\min_j \|W_j W_j^\top\|_F` at the start and the end, and the largest
   balancedness), ``target`` (where :math:`\Phi` came from) and ``seconds``.
