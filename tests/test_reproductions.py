@@ -220,10 +220,12 @@ def test_acceleration_depth_helps_l4_not_l2(accel):
 
 
 def test_acceleration_network_follows_end_to_end_rule(accel):
+  """Quick mode measured flow gaps of 0.010 (l4) and 0.071 (l2) at depth 2; the bound sits just
+  above the larger one, so a network that drifts from the end-to-end rule fails."""
   for p in ("4", "2"):
     for d, stats in accel["p"][p]["depths"].items():
       if d != "1":
-        assert stats["flow_gap"] < 0.1, (p, d)
+        assert stats["flow_gap"] < 0.08, (p, d)
 
 
 def test_lp_minimum_is_stationary_and_below_nearby_points():
