@@ -1,8 +1,9 @@
 """The edge-of-stability study: its claims asserted on its quick-mode numbers (read back from the
 JSON that `lintraj reproduce edge-of-stability --quick` writes), against references computed here
-independently: the closed form S_min = N sigma_max^(2-2/N), the stability bound 2/lr, the
-sharpness ||J||^2 = sum_i prod_{j != i} w_j^2 of a scalar chain at a minimum, the gradient-flow
-solution from np.roots, and the dense jax.hessian at a run's final weights.
+independently: S_min from the dense jax.hessian at balanced and unbalanced global minima, the
+stability bound 2/lr, the sharpness ||J||^2 = sum_i prod_{j != i} w_j^2 of a scalar chain at a
+minimum, the gradient-flow solution from np.roots, and the dense jax.hessian at a run's final
+weights.
 """
 
 import json
@@ -77,15 +78,42 @@ def test_registered_and_writes_figure_numbers_and_table(study):
   assert study["quick"]
 
 
-def test_s_min_is_the_closed_form(study):
+def _balanced_minimum(target, dims):
+  """A balanced global minimum of 1/2 ||W_N ... W_1 - target||^2 built from the target's SVD
+  (each layer carries S^(1/N) on the leading block)."""
+  u, sigma, vt = np.linalg.svd(np.asarray(target, float), full_matrices=False)
+  depth, r = len(dims) - 1, len(sigma)
+  root = np.diag(sigma ** (1 / depth))
+  layers = []
+  for j in range(depth):
+    w = np.zeros((dims[j + 1], dims[j]))
+    if j == 0:
+      w[:r] = root @ vt
+    elif j == depth - 1:
+      w[:, :r] = u @ root
+    else:
+      w[:r, :r] = root
+    layers.append(w)
+  return layers
+
+
+def test_s_min_is_the_sharpness_of_the_flattest_global_minimum(study, x64):
+  """S_min against the dense jax.hessian: equal at a balanced global minimum, and below the
+  sharpness of every unbalanced global minimum tried (random rescalings keeping the product).
+  A wrong exponent or factor in the closed form misses the dense value."""
+  rng = np.random.default_rng(0)
   phi = study["protocol"]["phi"]
-  for problem in _scalar_problems(study):
-    depth = int(problem[2:])
-    assert study["s_min"][problem] == pytest.approx(depth * phi ** (2 - 2 / depth), rel=1e-14)
-  sigma = np.linalg.svd(np.asarray(study["target"]), compute_uv=False)
-  np.testing.assert_allclose(sigma, study["protocol"]["matrix_singular_values"], rtol=1e-12)
-  depth = len(study["protocol"]["matrix_dims"]) - 1
-  assert study["s_min"]["matrix"] == pytest.approx(depth * sigma[0] ** (2 - 2 / depth), rel=1e-12)
+  problems = [(p, np.array([[phi]]), (1,) * (int(p[2:]) + 1)) for p in _scalar_problems(study)]
+  problems.append(("matrix", np.asarray(study["target"]), study["protocol"]["matrix_dims"]))
+  for problem, target, dims in problems:
+    layers = _balanced_minimum(target, dims)
+    s_min = study["s_min"][problem]
+    assert _dense_sharpness(layers, target) == pytest.approx(s_min, rel=1e-10), problem
+    for _ in range(3):
+      scales = np.exp(rng.normal(0, 0.3, len(layers) - 1))
+      scales = np.append(scales, 1 / np.prod(scales))  # W_j -> a_j W_j with prod a_j = 1
+      other = [a * w for a, w in zip(scales, layers, strict=True)]
+      assert _dense_sharpness(other, target) > s_min * (1 + 1e-6), problem
 
 
 def test_every_converged_lane_lies_between_s_min_and_two_over_lr(study):
