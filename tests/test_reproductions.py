@@ -252,8 +252,10 @@ def test_saxe_depth2_time_to_learn_is_linear_in_inverse_strength(saxe):
   assert saxe["depth2_fit"]["r2"] > 0.99 and saxe["depth2_fit"]["slope"] > 0
   s = np.asarray(saxe["protocol"]["strengths"])
   u0 = saxe["protocol"]["u0"]
+  # GD's measured half-times against Saxe et al.'s closed form for depth 2 (not the module's
+  # interpolation of its own exact solution); measured within 0.73% in quick mode.
   np.testing.assert_allclose(
-    saxe["depths"]["2"]["half_time_theory"], np.log((s - u0) / u0) / (2 * s), rtol=2e-3
+    saxe["depths"]["2"]["half_time"], np.log((s - u0) / u0) / (2 * s), rtol=0.015
   )
 
 
