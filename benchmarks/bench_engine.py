@@ -56,11 +56,12 @@ adam = optax.adam(1e-3)
 out["train adam (4, 16) every 10"] = timed(
     lambda: lt.train(ws, loss, adam, steps=steps, record_every=10), steps)
 phi = np.random.default_rng(0).standard_normal((1, 128)); phi /= np.linalg.norm(phi)
-bws, lrs, _ = lt.sweep.grid("balanced", (128, 32, 32, 1), std=[1e-2, 1e-1], lr=np.geomspace(1e-3,
-3e-2, 32)) target = lt.losses.target(jnp.asarray(phi, jnp.float32))
+bws, lrs, _ = lt.sweep.grid(
+    "balanced", (128, 32, 32, 1), std=[1e-2, 1e-1], lr=np.geomspace(1e-3, 3e-2, 32))
+target = lt.losses.target(jnp.asarray(phi, jnp.float32))
 out["batch_gradient_descent 64 lanes (128, 32, 32, 1) every 100"] = timed(
-    lambda: lt.batch_gradient_descent(bws, target, lr=lrs, steps=steps, record_every=100), steps *
-    64)
+    lambda: lt.batch_gradient_descent(bws, target, lr=lrs, steps=steps, record_every=100),
+    steps * 64)
 out["gradient_flow (4, 16) 51 records"] = timed(
     lambda: lt.gradient_flow(ws, loss, time=5.0, n_records=51), 51)
 print(json.dumps(out))

@@ -27,9 +27,10 @@ import optax
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from lintraj import _distributed, io
+from lintraj import _distributed, io, minibatch
 from lintraj._runtime import put_sharded, to_host
 from lintraj.losses import as_loss, check_loss, stack_losses
+from lintraj.minibatch import Sampling
 from lintraj.network import check_weights, end_to_end, layer_dims
 from lintraj.recording import (
   Recorder,
@@ -77,6 +78,7 @@ class LaneState(NamedTuple):
   diverged: Any  # int32: first step with a non-finite loss, or -1
   stopped: Any  # int32: first step with loss <= stop_at_loss (or out of patience), or -1
   watch: Any = None  # a Watch with validation=, else None
+  sampler: Any = None  # a minibatch.SamplerState with batch_size=, else None
 
 
 class RunState(NamedTuple):
@@ -133,26 +135,58 @@ def lane_point(lane: LaneState, loss):
   return value, grads, (lane.diverged >= 0) | ~jnp.isfinite(value)
 
 
-def lane_steps(update, lane: LaneState, value, grads, loss, stop_at_loss, t0, n) -> LaneState:
-  r"""Take ``n`` steps (``n`` traced) of one network from step ``t0``, the first with the given
-  loss ``value`` and ``grads`` (those of its record).
+def minibatch_point(lane: LaneState, loss, t, sampling: Sampling):
+  """The lane with its sampler at step ``t``, the minibatch loss of step ``t``, its value and
+  gradients."""
+  rows, sampler = minibatch.indices(sampling, lane.sampler, t)
+  batch = loss.minibatch(rows)
+  value, grads = value_and_grad(lane.weights, batch)
+  return lane._replace(sampler=sampler), value, grads, batch
+
+
+def lane_steps(
+  update, lanes: LaneState, first, loss, stop_at_loss, t0, n, *, sampling=None, axes=None
+) -> LaneState:
+  r"""Take ``n`` steps (``n`` traced) of one network, or of a batch of lanes (``axes``: the
+  loss's lane axis, 0 or None), from step ``t0``; the first step with ``first = (value, grads,
+  loss)`` (the record's, or with ``sampling`` the minibatch's gradient beside the full loss's
+  value).
 
   A lane whose loss at step ``t`` is not finite is marked ``diverged = t`` and frozen (its
   records are NaN from then on); one whose loss is :math:`\le` ``stop_at_loss`` is marked
-  ``stopped = t`` and frozen (its records repeat).
+  ``stopped = t`` and frozen (its records repeat). With ``sampling`` (minibatch SGD) every step
+  takes the minibatch gradient and only the first one (a record, on the full loss) checks
+  ``stop_at_loss``. The loop over steps is outside the lanes' ``vmap``: the step counter is
+  shared, so what depends on the step only (a new epoch's order) is computed once per step.
   """
-  lane = _advance(update, lane, value, grads, t0, stop_at_loss, n > 0, loss)
+  advance, point = functools.partial(_advance, update), value_and_grad
+  if sampling is not None:
+    point = functools.partial(minibatch_point, sampling=sampling)
+  if axes is not None:
+    advance = jax.vmap(advance, in_axes=(0, 0, 0, None, 0, None, axes[0]))
+    point = (
+      jax.vmap(point, in_axes=(0, axes[0], None))
+      if sampling is not None
+      else jax.vmap(point, in_axes=(0, axes[0]))
+    )
+  value, grads, step_loss = first
+  lanes = advance(lanes, value, grads, t0, stop_at_loss, n > 0, step_loss)
+  later_stop = stop_at_loss if sampling is None else jnp.full_like(stop_at_loss, -jnp.inf)
 
-  def going(carry):  # a frozen lane takes no more steps (vmapped: until every lane is frozen)
-    j, lane = carry
-    return (j < n) & (lane.diverged < 0) & (lane.stopped < 0)
+  def going(carry):  # frozen lanes take no more steps: the loop ends once every lane is frozen
+    j, lanes = carry
+    return (j < n) & jnp.any((lanes.diverged < 0) & (lanes.stopped < 0))
 
   def step(carry):
-    j, lane = carry
-    value, grads = value_and_grad(lane.weights, loss)
-    return j + 1, _advance(update, lane, value, grads, t0 + j, stop_at_loss, True, loss)
+    j, lanes = carry
+    if sampling is None:
+      value, grads = point(lanes.weights, loss)
+      step_loss = loss
+    else:
+      lanes, value, grads, step_loss = point(lanes, loss, t0 + j)
+    return j + 1, advance(lanes, value, grads, t0 + j, later_stop, True, step_loss)
 
-  return lax.while_loop(going, step, (jnp.ones_like(n), lane))[1]
+  return lax.while_loop(going, step, (jnp.ones_like(n), lanes))[1]
 
 
 def _settled(state: RunState, record_every, track_every):
@@ -197,6 +231,7 @@ def _run_records(
   batched,
   loss_batched,
   early=None,
+  sampling=None,
 ):
   """Write records ``state.block .. until - 1``; once every lane has settled, stop stepping and
   fill the remaining records with the last one (the lanes are frozen, so the loop would write
@@ -204,17 +239,22 @@ def _run_records(
   to ``T``. A batch runs the single-network functions vmapped. ``objective`` is ``(loss,
   validation)`` (``validation`` None without held-out data); with ``early`` (an
   :class:`EarlyStopping`) the lanes keep their best record on it and stop out of patience.
+  With ``sampling`` (a :class:`lintraj.minibatch.Sampling`) the steps are minibatch SGD and each
+  record adds ``minibatch_loss``, the minibatch loss of the step taken from it (NaN at the last).
   """
   loss, validation = objective
   steps, record_every, total = schedule.steps, schedule.record_every, schedule.records
   track_every = schedule.track_every if recorder.track else 1
-  point, take_steps = lane_point, functools.partial(lane_steps, update)
+  loss_axis = 0 if loss_batched else None
+  point, sample = lane_point, functools.partial(minibatch_point, sampling=sampling)
+  take_steps = functools.partial(
+    lane_steps, update, sampling=sampling, axes=(loss_axis,) if batched else None
+  )
   record_at = functools.partial(record_point, rec=recorder, track_every=track_every)
   watch = functools.partial(_watch, early=early)
   if batched:
-    loss_axis = 0 if loss_batched else None
     point = jax.vmap(point, in_axes=(0, loss_axis))
-    take_steps = jax.vmap(take_steps, in_axes=(0, 0, 0, loss_axis, 0, None, None))
+    sample = jax.vmap(sample, in_axes=(0, loss_axis, None))
     record_at = jax.vmap(record_at, in_axes=(0, 0, 0, loss_axis, 0, None, loss_axis))
     watch = jax.vmap(watch, in_axes=(0, 0, None))
   axis = 1 if batched else 0
@@ -224,9 +264,13 @@ def _run_records(
     value, grads, invalid = point(state.lanes, loss)
     rec = record_at(state.lanes.weights, value, grads, loss, invalid, state.block, validation)
     lanes = state.lanes if early is None else watch(state.lanes, rec["validation_loss"], t0)
-    lanes = take_steps(
-      lanes, value, grads, loss, stop_at_loss, t0, jnp.minimum(record_every, steps - t0)
-    )
+    n = jnp.minimum(record_every, steps - t0)
+    first = (value, grads, loss)
+    if sampling is not None:  # the step from a record takes the minibatch's gradient
+      lanes, batch_value, batch_grads, batch = sample(lanes, loss, t0)
+      first = (value, batch_grads, batch)
+      rec["minibatch_loss"] = jnp.where(invalid | (n == 0), jnp.nan, batch_value)
+    lanes = take_steps(lanes, first, loss, stop_at_loss, t0, n)
     records = jax.tree_util.tree_map(
       lambda buf, r: lax.dynamic_update_index_in_dim(buf, r.astype(buf.dtype), state.block, axis),
       state.records,
@@ -280,7 +324,16 @@ def _per_device(run, mesh, loss_batched):
 
 @functools.partial(
   jax.jit,
-  static_argnames=("update", "schedule", "recorder", "batched", "loss_batched", "mesh", "early"),
+  static_argnames=(
+    "update",
+    "schedule",
+    "recorder",
+    "batched",
+    "loss_batched",
+    "mesh",
+    "early",
+    "sampling",
+  ),
   donate_argnums=0,
 )
 def _segment(
@@ -296,6 +349,7 @@ def _segment(
   loss_batched=False,
   mesh=None,
   early=None,
+  sampling=None,
 ):
   """The compiled loop, from ``state.block`` to record ``until``."""
   run = functools.partial(
@@ -306,6 +360,7 @@ def _segment(
     batched=batched,
     loss_batched=loss_batched,
     early=early,
+    sampling=sampling,
   )
   if mesh is not None:
     run = _per_device(run, mesh, loss_batched)
@@ -324,6 +379,8 @@ def state_shapes(
   counter, as a checkpoint stores it)."""
   lane_weights = jax.tree_util.tree_map(lambda w: w[0], lanes.weights) if batched else lanes.weights
   rec = record_shapes(lane_weights, loss, recorder, validation)
+  if lanes.sampler is not None:
+    rec = dict(rec, minibatch_loss=rec["loss"])
   lead = ((np.shape(lanes.diverged)[0],) if batched else ()) + (schedule.records,)
   as_struct = lambda x: jax.ShapeDtypeStruct(*spec(x))
   return RunState(
@@ -462,13 +519,15 @@ class Job(NamedTuple):
     stop: stopping threshold(s), ``()`` or ``(B,)`` float64 (``-inf``: never).
     schedule, recorder: what the run records, when.
     batched, loss_batched: whether it is a batch, and whether the loss is per lane.
-    batch_size: lanes per device at a time (a batch), None for a single run.
+    lanes_per_device: lanes per device at a time (a batch), None for a single run.
     mesh: the devices of a batch (None: one device).
     checkpoint: a path, or None.
     call: JSON arguments of the run function, for its checkpoint.
     arrays: array arguments of the run function, for its checkpoint.
     validation: the held-out loss (batched like ``loss``), or None.
     early: the :class:`EarlyStopping` rule with ``validation``, else None.
+    sampling: the :class:`lintraj.minibatch.Sampling` of minibatch SGD (the lanes then hold
+      their samplers), or None for full batch.
   """
 
   kind: str
@@ -480,13 +539,38 @@ class Job(NamedTuple):
   recorder: Recorder
   batched: bool = False
   loss_batched: bool = False
-  batch_size: int | None = None
+  lanes_per_device: int | None = None
   mesh: Any = None
   checkpoint: str | None = None
   call: dict = {}
   arrays: dict = {}
   validation: Any = None
   early: EarlyStopping | None = None
+  sampling: Sampling | None = None
+
+
+def with_minibatch(job: Job, sampling: Sampling | None, keys) -> Job:
+  """``job`` as minibatch SGD with ``sampling`` (None: unchanged, full batch): its lanes get
+  samplers from ``keys`` (one per lane in a batch), its checkpoint stores both."""
+  if sampling is None:
+    return job
+  sampler = minibatch.start(sampling, keys, batched=job.batched)
+  return job._replace(
+    lanes=job.lanes._replace(sampler=sampler),
+    sampling=sampling,
+    call=dict(job.call, minibatch=dict(batch_size=sampling.batch_size, sampling=sampling.scheme)),
+    arrays=dict(job.arrays, key=np.asarray(keys)),
+  )
+
+
+def resumed_minibatch(job: Job, call: dict, arrays: dict) -> Job:
+  """The job of a checkpoint, as minibatch SGD again if it was (:func:`with_minibatch`)."""
+  spec = call.get("minibatch")
+  if spec is None:
+    return job
+  lane_loss = _take(job.loss, 0) if job.loss_batched else job.loss
+  sampling = Sampling(int(spec["batch_size"]), spec["sampling"], lane_loss.n_examples)
+  return with_minibatch(job, sampling, arrays["key"])
 
 
 def _first_watch(lanes: LaneState, batched) -> Watch:
@@ -610,9 +694,9 @@ def execute(job: Job, meter=None, saved=None):
   """Run ``job`` to the end (or continue it from a checkpoint's ``saved`` ``(call, state)``)
   and return its :class:`lintraj.Trajectory`.
 
-  A single run is one compiled loop. A batch runs in chunks of ``batch_size`` lanes per device,
-  padded with copies of the chunk's last lane (they settle with it, so they never prolong the
-  loop); each chunk's records are gathered on the host.
+  A single run is one compiled loop. A batch runs in chunks of ``lanes_per_device`` lanes per
+  device, padded with copies of the chunk's last lane (they settle with it, so they never prolong
+  the loop); each chunk's records are gathered on the host.
   """
   if job.validation is not None and job.lanes.watch is None:
     job = job._replace(lanes=job.lanes._replace(watch=_first_watch(job.lanes, job.batched)))
@@ -625,12 +709,13 @@ def execute(job: Job, meter=None, saved=None):
     loss_batched=job.loss_batched,
     mesh=job.mesh,
     early=job.early,
+    sampling=job.sampling,
   )
   objective = (job.loss, job.validation)
   dtype = jax.tree_util.tree_leaves(job.lanes.weights)[0].dtype
   devices = 1 if job.mesh is None else job.mesh.size
   lanes = np.shape(job.lanes.diverged)[0] if batched else None
-  chunk = (job.batch_size or 1) * devices
+  chunk = (job.lanes_per_device or 1) * devices
   lane_loss, lane_validation = _take(objective, 0) if job.loss_batched else objective
   weights0 = _take(job.lanes.weights, 0) if batched else job.lanes.weights
   check_memory(
@@ -639,7 +724,7 @@ def execute(job: Job, meter=None, saved=None):
     schedule,
     recorder,
     lane_validation,
-    device_lanes=job.batch_size or 1,
+    device_lanes=job.lanes_per_device or 1,
     host_lanes=lanes or 0,
     devices=None if job.mesh is None else list(job.mesh.devices.flat),
   )

@@ -82,6 +82,7 @@ def resume(
   rec = _engine.recorder_from_header(call.get("recorder", {}), metrics)
   extra = {} if run in ("gradient_descent", "train") else {"devices": devices}
   job = _RUNS[run](call, arrays, loss, sched, rec, os.fspath(path), optimizer=optimizer, **extra)
+  job = _engine.resumed_minibatch(job, call, arrays)
   if validation is not None:
     job = job._replace(validation=validation, early=_engine.EarlyStopping(*call["early"]))
   return _engine.execute(job, meter(progress), saved=(call, state))

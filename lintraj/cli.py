@@ -47,7 +47,26 @@ def _parser():
   run.add_argument(
     "--record-every", type=int, default=10, help="record every K-th step (at most --steps)"
   )
-  run.add_argument("--seed", type=int, default=0, help="seed of the target and the init")
+  run.add_argument(
+    "--seed", type=int, default=0, help="seed of the target, the init and the minibatches"
+  )
+  run.add_argument(
+    "--batch-size",
+    type=int,
+    default=None,
+    metavar="B",
+    help="minibatch SGD with B examples per step, on a regression of --examples samples "
+    "x ~ N(0, I), y = Phi x (least-squares matrix Phi); default: full-batch GD on the target Phi",
+  )
+  run.add_argument(
+    "--sampling",
+    choices=("shuffle", "shuffle_once", "sequential", "with_replacement"),
+    default="shuffle",
+    help="which examples each SGD step sees (lintraj.minibatch); needs --batch-size",
+  )
+  run.add_argument(
+    "--examples", type=int, default=1024, help="samples of the regression with --batch-size"
+  )
   target = run.add_mutually_exclusive_group()
   target.add_argument(
     "--target-norm", type=float, default=1.0, help="random target Phi with this Frobenius norm"
@@ -111,7 +130,18 @@ def _check_run(args):
       "step 0 would be recorded. Use --record-every <= --steps."
     )
   check_int("--sharpness-every", args.sharpness_every, 0)
+  if args.batch_size is None and args.sampling != "shuffle":
+    raise ValueError("--sampling chooses the minibatches of SGD: give --batch-size too.")
+  if args.batch_size is not None:
+    check_int("--batch-size", args.batch_size, 1)
+    check_int("--examples", args.examples, 1)
+    if args.batch_size > args.examples:
+      raise ValueError(
+        f"--batch-size {args.batch_size} is more than --examples {args.examples}; use at most "
+        "--examples (or leave --batch-size out for full-batch GD)."
+      )
   key_target, key_init = jax.random.split(jax.random.PRNGKey(args.seed))
+  key_data = jax.random.fold_in(jax.random.PRNGKey(args.seed), 2)
   d0, dn = args.dims[0], args.dims[-1]
   if args.target:
     try:
@@ -127,11 +157,15 @@ def _check_run(args):
     phi = jax.random.normal(key_target, (dn, d0))
     phi = phi * (args.target_norm / jnp.linalg.norm(phi))
   loss = lt.losses.target(phi)
+  if args.batch_size is not None:
+    x = jax.random.normal(key_data, (args.examples, d0), jnp.asarray(phi).dtype)
+    loss = lt.losses.regression(x, x @ jnp.asarray(phi).T)
   weights = lt.init.by_name(args.init)(key_init, args.dims, args.std)
   return weights, loss
 
 
 def _run(args, weights, loss):
+  import jax
   import numpy as np
 
   import lintraj as lt
@@ -141,6 +175,13 @@ def _run(args, weights, loss):
   track = (
     dict(track=("sharpness",), track_every=args.sharpness_every) if args.sharpness_every else {}
   )
+  minibatches = {}
+  if args.batch_size is not None:
+    minibatches = dict(
+      batch_size=args.batch_size,
+      sampling=args.sampling,
+      key=jax.random.fold_in(jax.random.PRNGKey(args.seed), 1),
+    )
   traj = lt.gradient_descent(
     weights,
     loss,
@@ -149,6 +190,7 @@ def _run(args, weights, loss):
     record_every=args.record_every,
     progress=progress,
     **track,
+    **minibatches,
   )
   seconds = time.perf_counter() - start
   os.makedirs(args.out, exist_ok=True)
@@ -161,6 +203,9 @@ def _run(args, weights, loss):
     steps=args.steps,
     record_every=args.record_every,
     x64=args.x64,
+    batch_size=args.batch_size,
+    sampling=None if args.batch_size is None else args.sampling,
+    examples=None if args.batch_size is None else args.examples,
   )
   lt.save(os.path.join(args.out, "trajectory.npz"), traj, **metadata)
   final = tuple(traj.final)  # the weights after the last step, recorded or not

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from lintraj import _engine
+from lintraj.minibatch import check_sampling
 from lintraj.network import check_weights
 from lintraj.progress import meter
 from lintraj.recording import Trajectory
@@ -58,6 +59,9 @@ def gradient_descent(
   steps: int,
   record_every: int = 1,
   stop_at_loss=None,
+  batch_size: int | None = None,
+  sampling: str = "shuffle",
+  key=None,
   track=(),
   track_every: int = 1,
   singular_values: str = "batched",
@@ -93,7 +97,20 @@ def gradient_descent(
     lr: learning rate :math:`\eta > 0`.
     steps: number of GD steps.
     record_every: record at steps ``0, k, 2k, ...``; ``T = steps // k + 1`` records.
-    stop_at_loss: stop once the loss is at most this (None: never).
+    stop_at_loss: stop once the loss is at most this (None: never). With ``batch_size`` it is
+      checked at records only (on the full loss), so a run stops at the first record below it.
+    batch_size: None (default) for full-batch gradient descent; an integer ``b`` for minibatch
+      SGD: step ``t`` takes the gradient of the loss's own formula on ``b`` of its examples
+      (:meth:`lintraj.losses.Loss.minibatch`; for :func:`lintraj.losses.regression`
+      :math:`\frac{1}{2b}\|W X_b^\top - Y_b^\top\|_F^2`), so ``batch_size=m`` with
+      ``sampling="sequential"`` is full-batch GD to rounding. Records stay on the full data and
+      add ``minibatch_loss``. The loss must have examples (``Loss(..., examples=True)``).
+    sampling: which examples each step sees (:mod:`lintraj.minibatch`): ``"shuffle"`` (a new
+      random order every epoch), ``"shuffle_once"``, ``"sequential"`` (the data's order) or
+      ``"with_replacement"``. When ``b`` does not divide ``m``, batches run on into the next
+      epoch's order (no example is dropped, every batch has ``b`` examples).
+    key: the PRNG key of the minibatches (``jax.random.PRNGKey(seed)``); the same key gives
+      the same run, bit for bit. Needed unless ``sampling="sequential"``.
     track: curvature to record besides the default fields, from
       :data:`lintraj.recording.TRACKABLE`: ``"sharpness"``, the top Hessian eigenvalue
       (:func:`lintraj.landscape.sharpness`, Lanczos, matrix-free) to compare with :math:`2/\eta`;
@@ -169,12 +186,17 @@ def gradient_descent(
     checkpoint_every=checkpoint_every,
     lr=lr,
     stop_at_loss=stop_at_loss,
+    batch_size=batch_size,
   )
   held_out = _engine.check_held_out(validation, patience, min_delta, weights)
+  minibatches = check_sampling(loss, batch_size, sampling, key)
   job = _gradient_descent_job(
     weights, loss, check_lr(lr), _single_stop(stop_at_loss), sched, rec, path
   )
-  return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
+  job = _engine.with_minibatch(
+    job._replace(validation=held_out[0], early=held_out[1]), *minibatches
+  )
+  return _engine.execute(job, meter(progress))
 
 
 def _gradient_descent_job(weights, loss, lr, stop, sched, rec, path) -> _engine.Job:
@@ -211,6 +233,9 @@ def train(
   steps: int,
   record_every: int = 1,
   stop_at_loss=None,
+  batch_size: int | None = None,
+  sampling: str = "shuffle",
+  key=None,
   track=(),
   track_every: int = 1,
   singular_values: str = "batched",
@@ -261,12 +286,17 @@ def train(
     checkpoint=checkpoint,
     checkpoint_every=checkpoint_every,
     stop_at_loss=stop_at_loss,
+    batch_size=batch_size,
   )
   held_out = _engine.check_held_out(validation, patience, min_delta, weights)
+  minibatches = check_sampling(loss, batch_size, sampling, key)
   job = _train_job(
     weights, loss, check_optimizer(optimizer), _single_stop(stop_at_loss), sched, rec, path
   )
-  return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
+  job = _engine.with_minibatch(
+    job._replace(validation=held_out[0], early=held_out[1]), *minibatches
+  )
+  return _engine.execute(job, meter(progress))
 
 
 def _train_job(weights, loss, optimizer, stop, sched, rec, path) -> _engine.Job:

@@ -257,6 +257,7 @@ def _loss_spec(loss: Loss, prefix: str, arrays: dict) -> dict:
     fn=function_reference(loss.fn),
     data=_tree_to_arrays(loss.data, f"{prefix}/data", arrays),
     target=_tree_to_arrays(loss.target, f"{prefix}/target", arrays),
+    examples=None if loss.examples is None else list(loss.examples),
   )
 
 
@@ -270,6 +271,7 @@ def _stored_loss(spec: dict, arrays: dict, given, path: str, what: str) -> Loss:
     target=_tree_from_arrays(spec["target"], arrays),
     name=spec["name"],
   )
+  stored.examples = None if spec.get("examples") is None else tuple(spec["examples"])
   if given is None:
     if spec["fn"] is None:
       raise ValueError(

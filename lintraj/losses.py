@@ -36,12 +36,21 @@ __all__ = [
 class Loss:
   r"""A loss :math:`L^1(W)` of the end-to-end matrix, with an optional target.
 
+  A loss *has examples* when some of its data arrays hold one row per example along their leading
+  axis (``m`` rows each): then a minibatch of it (:meth:`minibatch`, what ``batch_size=`` of the
+  run functions trains on) is the same formula on the chosen rows. Write ``fn`` so that its
+  value on a subset of the rows is the estimate you want of the full loss (a mean over examples,
+  as :func:`regression`; a sum scaled by ``m`` over the rows present, as
+  :func:`matrix_completion`), and say which arrays are per example with ``examples=``.
+
   Args:
     fn: ``fn(w)`` if ``data`` is None, else ``fn(w, data)``; must be jittable and return a scalar.
       Use a module-level function (not a fresh lambda per call) so compiled runs are reused.
     data: a pytree of arrays the loss reads (a traced argument, not a constant).
     target: the end-to-end matrix the loss is minimised at, if known, else None.
     name: a label for summaries.
+    examples: None (no examples: minibatches are refused), True (every array of ``data`` has a
+      leading example axis) or a pytree of booleans shaped like ``data`` (True: per example).
 
   Example:
     >>> import jax.numpy as jnp
@@ -49,29 +58,84 @@ class Loss:
     >>> loss = Loss(half_sq, target=jnp.zeros((1, 2)))
     >>> float(loss(jnp.ones((1, 2))))
     1.0
+    >>> def mean_sq(w, data): x, y = data; return 0.5 * jnp.mean(jnp.sum((x @ w.T - y) ** 2, -1))
+    >>> loss = Loss(mean_sq, data=(jnp.eye(3), jnp.zeros((3, 1))), examples=True)
+    >>> loss.n_examples, float(loss.minibatch(jnp.array([0, 2]))(jnp.ones((1, 3))))
+    (3, 0.5)
   """
 
-  def __init__(self, fn: Callable, data: Any = None, target: Any = None, name: str | None = None):
+  def __init__(
+    self,
+    fn: Callable,
+    data: Any = None,
+    target: Any = None,
+    name: str | None = None,
+    examples: Any = None,
+  ):
     self.fn, self.data, self.target = fn, data, target
     self.name = name or getattr(fn, "__name__", "custom")
+    self.examples = _example_leaves(data, examples)
 
   def __call__(self, w):
     return self.fn(w) if self.data is None else self.fn(w, self.data)
 
+  @property
+  def n_examples(self) -> int | None:
+    """``m``, the number of examples (rows of the per-example arrays), or None."""
+    if self.examples is None:
+      return None
+    leaves = jax.tree_util.tree_leaves(self.data)
+    return int(np.shape(leaves[self.examples.index(True)])[0])
+
+  def minibatch(self, index) -> Loss:
+    """The loss on the examples ``index`` (integer array): the per-example arrays' rows
+    ``index``, the other data as they are (traceable: used inside compiled runs)."""
+    leaves, treedef = jax.tree_util.tree_flatten(self.data)
+    rows = [x[index] if per else x for x, per in zip(leaves, self.examples)]
+    batch = object.__new__(Loss)
+    batch.fn, batch.name, batch.examples = self.fn, self.name, self.examples
+    batch.data, batch.target = jax.tree_util.tree_unflatten(treedef, rows), self.target
+    return batch
+
   def tree_flatten(self):
-    return (self.data, self.target), (self.fn, self.name)
+    return (self.data, self.target), (self.fn, self.name, self.examples)
 
   @classmethod
   def tree_unflatten(cls, aux, children):
-    fn, name = aux
+    fn, name, examples = aux
     loss = object.__new__(cls)
-    loss.fn, loss.name = fn, name
+    loss.fn, loss.name, loss.examples = fn, name, examples
     loss.data, loss.target = children
     return loss
 
   def __repr__(self):
     shape = None if self.target is None else tuple(np.shape(self.target))
     return f"Loss({self.name}, target shape={shape})"
+
+
+def _example_leaves(data, examples) -> tuple | None:
+  """Which leaves of ``data`` are per example (a tuple of booleans, static), or None; checks
+  that they share a leading axis."""
+  if examples is None or examples is False:
+    return None
+  leaves = jax.tree_util.tree_leaves(data)
+  if examples is True:
+    flags = [True] * len(leaves)
+  else:
+    try:
+      flags = [bool(f) for f in jax.tree_util.tree_structure(data).flatten_up_to(examples)]
+    except (TypeError, ValueError) as err:
+      raise ValueError(
+        "examples= must be True or a pytree of booleans shaped like the loss's data "
+        f"({jax.tree_util.tree_structure(data)}); got {examples!r}."
+      ) from err
+  rows = {np.shape(x)[0] if np.ndim(x) else None for x, f in zip(leaves, flags) if f}
+  if not rows or None in rows or len(rows) > 1:
+    raise ValueError(
+      "the per-example data arrays must share a leading example axis (one row per example); "
+      f"got leading sizes {sorted(map(str, rows))}. Mark only those arrays in examples=."
+    )
+  return tuple(flags)
 
 
 def as_loss(loss) -> Loss:
@@ -219,7 +283,9 @@ def regression(x, y) -> Loss:
     Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Section 2.
   """
   x, y = check_regression_data(x, y)
-  return Loss(_squared_error, data=(x, y), target=_least_squares(x, y), name="regression")
+  return Loss(
+    _squared_error, data=(x, y), target=_least_squares(x, y), name="regression", examples=True
+  )
 
 
 def lp_regression(x, y, p: float) -> Loss:
@@ -247,12 +313,13 @@ def lp_regression(x, y, p: float) -> Loss:
     data=(x, y, jnp.asarray(p, x.dtype)),
     name="lp_regression",
     target=_least_squares(x, y) if p == 2 else None,
+    examples=(True, True, False),
   )
 
 
 def _observed_error(w, data):
-  mask, values = data
-  return 0.5 * jnp.sum(mask * (w - values) ** 2)
+  rows, cols, values, observed = data
+  return 0.5 * jnp.sum((w[rows, cols] - values) ** 2) * (observed / rows.shape[0])
 
 
 def matrix_completion(mask, values) -> Loss:
@@ -260,7 +327,9 @@ def matrix_completion(mask, values) -> Loss:
   M_{ij})^2`.
 
   With every entry observed it equals :func:`target` of ``values``. ``.target`` is None (the
-  unobserved entries are unknown).
+  unobserved entries are unknown). The observed entries are the loss's examples (row-major
+  order): a minibatch of ``b`` of them is :math:`\frac{|\Omega|}{b} \cdot \tfrac12
+  \sum_{(i,j) \in \text{batch}} (W_{ij} - M_{ij})^2`, an unbiased estimate of the loss.
 
   Args:
     mask: ``(d_N, d_0)`` booleans (or 0/1), true on observed entries :math:`\Omega`.
@@ -269,8 +338,8 @@ def matrix_completion(mask, values) -> Loss:
   Example:
     >>> import jax.numpy as jnp
     >>> loss = matrix_completion(jnp.array([[True, False]]), jnp.array([[2.0, 9.0]]))
-    >>> float(loss(jnp.zeros((1, 2))))
-    2.0
+    >>> float(loss(jnp.zeros((1, 2)))), loss.n_examples
+    (2.0, 1)
 
   References:
     Arora, Cohen, Hu, Luo. Implicit Regularization in Deep Matrix Factorization. NeurIPS 2019
@@ -281,9 +350,15 @@ def matrix_completion(mask, values) -> Loss:
     raise ValueError(
       f"mask {mask.shape} and values {values.shape} must be the same (d_N, d_0) shape."
     )
+  if not mask.any():
+    raise ValueError("mask observes no entry; the loss would be zero everywhere.")
   values = as_float_array(np.where(mask, values, 0.0), "values")
-  mask = jnp.asarray(mask, values.dtype)
-  return Loss(_observed_error, data=(mask, values), name="matrix_completion")
+  rows, cols = np.nonzero(mask)
+  observed = jnp.asarray(rows.size, values.dtype)
+  data = (jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32), values[rows, cols], observed)
+  return Loss(
+    _observed_error, data=data, name="matrix_completion", examples=(True, True, True, False)
+  )
 
 
 def _reconstruction_error(w, cov):
@@ -350,7 +425,11 @@ def stack_losses(losses: Sequence) -> Loss:
   first = losses[0]
   structure = lambda loss: jax.tree_util.tree_map(np.shape, (loss.data, loss.target))
   for i, loss in enumerate(losses[1:], start=1):
-    if loss.fn is not first.fn or structure(loss) != structure(first):
+    if (
+      loss.fn is not first.fn
+      or structure(loss) != structure(first)
+      or loss.examples != first.examples
+    ):
       raise ValueError(
         f"the per-lane losses differ in kind or shapes: lane 0 is {first!r} with data "
         f"shapes {structure(first)}, lane {i} is {loss!r} with {structure(loss)}; a batch "
@@ -360,4 +439,6 @@ def stack_losses(losses: Sequence) -> Loss:
   stack = lambda *xs: np.stack([np.asarray(x) for x in xs])
   data = jax.tree_util.tree_map(stack, *[loss.data for loss in losses])
   target = None if first.target is None else stack(*[loss.target for loss in losses])
-  return Loss(first.fn, data=data, target=target, name=first.name)
+  stacked = Loss(first.fn, data=data, target=target, name=first.name)
+  stacked.examples = first.examples  # the lane axis comes first; each lane's rows are per example
+  return stacked

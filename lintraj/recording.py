@@ -64,6 +64,9 @@ class Trajectory(NamedTuple):
     best_step: with ``validation=``, the step of the record with the lowest validation loss (a
       batch: ``(B,)``, ``-1`` for none).
     best: with ``validation=``, the weights at that record.
+    minibatch_loss: None, or with ``batch_size=`` (minibatch SGD) ``(T,)`` the minibatch loss of
+      the step taken from each record (the noisy curve; NaN at the last record, which takes no
+      step). ``loss`` is always on the full data.
 
   Batched runs (``lintraj.batch_gradient_descent``) add a leading batch axis to every field.
   """
@@ -84,6 +87,7 @@ class Trajectory(NamedTuple):
   validation_loss: Any = None
   best_step: Any = None
   best: Any = None
+  minibatch_loss: Any = None
 
   def __repr__(self):
     shape = lambda x: "x".join(map(str, np.shape(x))) or "()"
@@ -109,7 +113,8 @@ class Trajectory(NamedTuple):
         parts.append(f"{name} {value}")
       elif value is not None:
         parts.append(f"{name} {int(np.sum(np.asarray(value) >= 0))}/{np.size(value)} lanes")
-    tracked = [name for name in TRACKABLE + ("validation_loss",) if getattr(self, name) is not None]
+    optional = TRACKABLE + ("validation_loss", "minibatch_loss")
+    tracked = [name for name in optional if getattr(self, name) is not None]
     parts.append("fields " + ", ".join(RECORDED_FIELDS + tuple(tracked)))
     if self.metrics:
       parts.append("metrics " + ", ".join(self.metrics))
@@ -411,8 +416,8 @@ def check_memory(
         f"the records would take {needed / 2**30:.3g} GiB ({total} records x "
         f"{per_lane // total} bytes per network) but only {free / 2**30:.3g} GiB of {where} is "
         "free. Record less often (a larger record_every; each doubling halves it), run fewer "
-        "steps, or for a batch pass a smaller batch_size= (chunks run one after another; only "
-        "device memory shrinks)."
+        "steps, or for a batch pass a smaller lanes_per_device= (chunks run one after another; "
+        "only device memory shrinks)."
       )
 
 

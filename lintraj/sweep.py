@@ -5,7 +5,7 @@ axis) through the per-network loop body of :func:`lintraj.gradient_descent`, vma
 ``lax.while_loop`` that ends once every lane has stopped (``stop_at_loss``) or diverged. With
 several devices the lanes are split across them (``NamedSharding`` on a 1-D mesh, padded to fill
 every device) and each device runs its own loop over its own lanes (``shard_map``);
-``batch_size=`` (lanes per device) runs a large batch in chunks. :func:`grid` builds
+``lanes_per_device=`` runs a large batch in chunks. :func:`grid` builds
 the batch of a learning-rate x init-scale x seed grid and :func:`fastest` reads off, per init
 scale, the learning rate that reached the threshold first (Arora et al. 2019, Figure 1).
 """
@@ -26,6 +26,7 @@ from lintraj import _engine
 from lintraj import init as inits
 from lintraj._runtime import lane_mesh
 from lintraj.losses import stack_losses
+from lintraj.minibatch import check_sampling
 from lintraj.network import check_weights
 from lintraj.progress import meter
 from lintraj.recording import Trajectory
@@ -101,6 +102,9 @@ def batch_gradient_descent(
   patience: int | None = None,
   min_delta: float = 0.0,
   batch_size: int | None = None,
+  sampling: str = "shuffle",
+  key=None,
+  lanes_per_device: int | None = None,
   devices=None,
   progress=False,
   checkpoint=None,
@@ -133,8 +137,14 @@ def batch_gradient_descent(
     validation, patience, min_delta: held-out loss and early stopping on it, per lane, as in
       :func:`lintraj.gradient_descent`; ``validation`` is one loss per lane when ``loss`` is
       (``best_step`` has shape ``(B,)``, ``best`` the weights ``(B, d_j, d_{j-1})``).
-    batch_size: lanes per device at a time (default: all lanes in one go); a larger batch runs
-      in chunks of ``batch_size`` lanes per device, one chunk after another.
+    batch_size, sampling: minibatch SGD, as in :func:`lintraj.gradient_descent` (one batch size
+      and scheme for every lane).
+    key: the minibatches' PRNG key: one key, split into one per lane (lane ``b`` gets
+      ``jax.random.split(key, B)[b]``), or an array ``(B, 2)`` of one key per lane. Lane ``b``
+      equals :func:`lintraj.gradient_descent` with its key.
+    lanes_per_device: lanes per device at a time (default: all lanes in one go); a larger batch
+      runs in chunks of ``lanes_per_device`` lanes per device, one chunk after another. (It was
+      called ``batch_size`` before minibatches came; ``batch_size`` is now the minibatch size.)
     devices: the devices to spread the lanes over (default ``jax.devices()``, all of them).
     progress: True for a tqdm bar with the lanes stopped and diverged so far, False, or a meter
       (:class:`lintraj.progress.Meter`).
@@ -176,18 +186,25 @@ def batch_gradient_descent(
     checkpoint_every=checkpoint_every,
     lr=lr,
     stop_at_loss=stop_at_loss,
+    batch_size=batch_size,
   )
   lrs = _check_lrs(lr, lanes)
   stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
   mesh = lane_mesh(devices)
-  batch_size = _batch_size(batch_size, lanes, mesh)
+  per_device = _lanes_per_device(lanes_per_device, lanes, mesh)
   held_out = _engine.check_held_out(
     validation, patience, min_delta, lane_weights, loss_batched=loss_batched, lanes=lanes
   )
-  job = _batch_gradient_descent_job(
-    weights, loss, loss_batched, lrs, stop, sched, rec, batch_size, mesh, path
+  minibatches = check_sampling(
+    _lane_loss(loss, loss_batched), batch_size, sampling, key, lanes=lanes
   )
-  return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
+  job = _batch_gradient_descent_job(
+    weights, loss, loss_batched, lrs, stop, sched, rec, per_device, mesh, path
+  )
+  job = _engine.with_minibatch(
+    job._replace(validation=held_out[0], early=held_out[1]), *minibatches
+  )
+  return _engine.execute(job, meter(progress))
 
 
 def _check_batch_run(run, weights, lane_weights, loss, **kwargs):
@@ -212,11 +229,18 @@ def _check_batch_run(run, weights, lane_weights, loss, **kwargs):
   return loss, loss_batched, sched, rec, path
 
 
-def _batch_size(batch_size, lanes, mesh) -> int:
-  """Lanes per device at a time: all lanes (spread over the devices) unless ``batch_size``."""
+def _lanes_per_device(lanes_per_device, lanes, mesh) -> int:
+  """Lanes per device at a time: all lanes (spread over the devices) unless
+  ``lanes_per_device``."""
   devices = 1 if mesh is None else mesh.size
-  batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
-  return min(int(batch_size or lanes), -(-lanes // devices))
+  if lanes_per_device is not None:
+    lanes_per_device = check_int("lanes_per_device", lanes_per_device, 1)
+  return min(int(lanes_per_device or lanes), -(-lanes // devices))
+
+
+def _lane_loss(loss, loss_batched):
+  """Lane 0's loss (a batch's losses all have its examples)."""
+  return jax.tree_util.tree_map(lambda x: x[0], loss) if loss_batched else loss
 
 
 def _lanes(weights, opt_state) -> _engine.LaneState:
@@ -227,7 +251,7 @@ def _lanes(weights, opt_state) -> _engine.LaneState:
 
 
 def _batch_gradient_descent_job(
-  weights, loss, loss_batched, lrs, stop, sched, rec, batch_size, mesh, path
+  weights, loss, loss_batched, lrs, stop, sched, rec, per_device, mesh, path
 ) -> _engine.Job:
   lrs = np.asarray(lrs, np.float64)
   return _engine.Job(
@@ -240,10 +264,10 @@ def _batch_gradient_descent_job(
     rec,
     batched=True,
     loss_batched=loss_batched,
-    batch_size=batch_size,
+    lanes_per_device=per_device,
     mesh=mesh,
     checkpoint=path,
-    call=dict(loss_batched=loss_batched, batch_size=batch_size),
+    call=dict(loss_batched=loss_batched, lanes_per_device=per_device),
     arrays={**_weight_arrays(weights), "lr": lrs, "stop_at_loss": np.asarray(stop, np.float64)},
   )
 
@@ -259,7 +283,8 @@ def _stored_batch(arrays: dict) -> tuple:
 
 def _resumed_mesh_and_batch(call, lanes, devices):
   mesh = lane_mesh(devices)
-  return mesh, min(int(call["batch_size"]), -(-lanes // (1 if mesh is None else mesh.size)))
+  per_device = call.get("lanes_per_device", call.get("batch_size"))  # its name before SGD came
+  return mesh, min(int(per_device), -(-lanes // (1 if mesh is None else mesh.size)))
 
 
 def resume_batch_gradient_descent(
@@ -267,7 +292,7 @@ def resume_batch_gradient_descent(
 ) -> _engine.Job:
   """The job of a :func:`batch_gradient_descent` checkpoint (see :func:`lintraj.resume`)."""
   weights = _stored_batch(arrays)
-  mesh, batch_size = _resumed_mesh_and_batch(call, weights[0].shape[0], devices)
+  mesh, per_device = _resumed_mesh_and_batch(call, weights[0].shape[0], devices)
   return _batch_gradient_descent_job(
     weights,
     loss,
@@ -276,7 +301,7 @@ def resume_batch_gradient_descent(
     arrays["stop_at_loss"],
     sched,
     rec,
-    batch_size,
+    per_device,
     mesh,
     path,
   )
@@ -299,6 +324,9 @@ def batch_train(
   patience: int | None = None,
   min_delta: float = 0.0,
   batch_size: int | None = None,
+  sampling: str = "shuffle",
+  key=None,
+  lanes_per_device: int | None = None,
   devices=None,
   progress=False,
   checkpoint=None,
@@ -343,6 +371,7 @@ def batch_train(
     checkpoint_every=checkpoint_every,
     hyperparams=hyperparams,
     stop_at_loss=stop_at_loss,
+    batch_size=batch_size,
   )
   hyper = _check_hyperparams(optimizer, hyperparams, lanes)
   stop = _per_lane(check_stop_at_loss(stop_at_loss), lanes, "stop_at_loss")
@@ -359,11 +388,17 @@ def batch_train(
     stop,
     sched,
     rec,
-    _batch_size(batch_size, lanes, mesh),
+    _lanes_per_device(lanes_per_device, lanes, mesh),
     mesh,
     path,
   )
-  return _engine.execute(job._replace(validation=held_out[0], early=held_out[1]), meter(progress))
+  minibatches = check_sampling(
+    _lane_loss(loss, loss_batched), batch_size, sampling, key, lanes=lanes
+  )
+  job = _engine.with_minibatch(
+    job._replace(validation=held_out[0], early=held_out[1]), *minibatches
+  )
+  return _engine.execute(job, meter(progress))
 
 
 def _check_hyperparams(optimizer, hyperparams, lanes) -> dict | None:
@@ -415,7 +450,7 @@ def _injected(factory, names: tuple):
 
 
 def _batch_train_job(
-  weights, loss, loss_batched, optimizer, hyper, stop, sched, rec, batch_size, mesh, path
+  weights, loss, loss_batched, optimizer, hyper, stop, sched, rec, per_device, mesh, path
 ) -> _engine.Job:
   dtype = weights[0].dtype
   if hyper is None:
@@ -444,10 +479,10 @@ def _batch_train_job(
     rec,
     batched=True,
     loss_batched=loss_batched,
-    batch_size=batch_size,
+    lanes_per_device=per_device,
     mesh=mesh,
     checkpoint=path,
-    call=dict(loss_batched=loss_batched, batch_size=batch_size),
+    call=dict(loss_batched=loss_batched, lanes_per_device=per_device),
     arrays=arrays,
   )
 
@@ -464,7 +499,7 @@ def resume_batch_train(
   weights = _stored_batch(arrays)
   hyper = {k[len("hyper/") :]: v for k, v in arrays.items() if k.startswith("hyper/")} or None
   _check_hyperparams(optimizer, hyper, weights[0].shape[0])
-  mesh, batch_size = _resumed_mesh_and_batch(call, weights[0].shape[0], devices)
+  mesh, per_device = _resumed_mesh_and_batch(call, weights[0].shape[0], devices)
   return _batch_train_job(
     weights,
     loss,
@@ -474,7 +509,7 @@ def resume_batch_train(
     arrays["stop_at_loss"],
     sched,
     rec,
-    batch_size,
+    per_device,
     mesh,
     path,
   )

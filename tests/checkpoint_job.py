@@ -29,7 +29,7 @@ def arguments(kind: str) -> dict:
   ws, lrs, _ = lt.sweep.grid(
     "balanced", (6, 5, 5, 2), std=[0.1, 0.3], lr=[0.0005, 0.003, 0.01], dtype=np.float64
   )
-  return dict(weights=ws, loss=loss, lr=lrs, stop_at_loss=1e-26, batch_size=2)
+  return dict(weights=ws, loss=loss, lr=lrs, stop_at_loss=1e-26, lanes_per_device=2)
 
 
 def run(kind: str, **kwargs):

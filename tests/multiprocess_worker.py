@@ -45,9 +45,9 @@ def sweeps() -> dict:
   target = lt.losses.target(np.array([[1.0, 0.5, 0.0, -0.5], [0.0, 0.3, 0.2, 0.1]]))
   common = {"steps": 40, "record_every": 3, "stop_at_loss": 0.05}
   return {
-    "grid12": ((ws, target), dict(common, lr=lrs, batch_size=1)),
+    "grid12": ((ws, target), dict(common, lr=lrs, lanes_per_device=1)),
     "grid12_default": ((ws, target), dict(common, lr=lrs)),
-    "lanes7": ((tuple(w[:7] for w in ws), target), dict(common, lr=lrs[:7], batch_size=1)),
+    "lanes7": ((tuple(w[:7] for w in ws), target), dict(common, lr=lrs[:7], lanes_per_device=1)),
   }
 
 
@@ -73,7 +73,14 @@ def long_run(**kwargs):
   )
   target = lt.losses.target(np.linspace(-1.0, 1.0, 10).reshape(2, 5) / 2)
   return lt.batch_gradient_descent(
-    ws, target, lr=lrs, steps=200_000, record_every=500, stop_at_loss=1e-24, batch_size=1, **kwargs
+    ws,
+    target,
+    lr=lrs,
+    steps=200_000,
+    record_every=500,
+    stop_at_loss=1e-24,
+    lanes_per_device=1,
+    **kwargs,
   )
 
 

@@ -40,11 +40,11 @@ def cases(devices=None) -> dict:
     shared = lt.losses.target(targets[0])
     per_lane = [lt.losses.target(t) for t in targets]
     runs = {
-      "shared_bs2": dict(loss=shared, batch_size=2),
-      "per_lane_bs3": dict(loss=per_lane, batch_size=3, track=("sharpness",), track_every=2),
-      "shared_default": dict(loss=shared, batch_size=None),
+      "shared_bs2": dict(loss=shared, lanes_per_device=2),
+      "per_lane_bs3": dict(loss=per_lane, lanes_per_device=3, track=("sharpness",), track_every=2),
+      "shared_default": dict(loss=shared, lanes_per_device=None),
       "held_out_bs2": dict(
-        loss=shared, batch_size=2, validation=lt.losses.target(targets[1]), patience=2
+        loss=shared, lanes_per_device=2, validation=lt.losses.target(targets[1]), patience=2
       ),
     }
     for name, kwargs in runs.items():

@@ -192,7 +192,7 @@ def test_interrupted_runs_with_validation_resume_bit_for_bit(
     batch, lrs, _ = lt.sweep.grid("gaussian", DIMS, std=[0.3, 0.5], lr=[0.05])
     batch = tuple(np.asarray(w, np.float64) for w in batch)
     run = lambda **k: lt.batch_gradient_descent(
-      batch, [train_loss] * 2, lr=lrs, validation=[held_out, other], batch_size=1, **k
+      batch, [train_loss] * 2, lr=lrs, validation=[held_out, other], lanes_per_device=1, **k
     )
   else:
     run = lambda **k: lt.gradient_descent(ws, train_loss, lr=0.05, validation=held_out, **k)

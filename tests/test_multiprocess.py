@@ -87,7 +87,7 @@ def _run_ok(scenario, out_dir, devices=(1, 1)) -> list[dict]:
 
 
 def test_two_processes_give_every_process_the_one_process_records_and_catch_wrong_calls(tmp_path):
-  """12 and 7 lanes over 2 x 2 devices: with the same lanes per device (batch_size) the records are
+  """12 and 7 lanes over 2 x 2 devices: with the same lanes_per_device the records are
   bit for bit those of one process on one device, on both processes; with the default layout
   equal to rounding. Then a call with other learning rates on process 1 fails on both, and a call
   made by process 0 alone fails there after the timeout, instead of waiting forever."""

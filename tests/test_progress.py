@@ -87,7 +87,7 @@ def test_train_identical_with_meter(one_record_segments):
 def test_batched_run_identical_with_meter_and_counts_stopped_lanes(one_record_segments, capsys):
   ws, lrs, _ = lt.sweep.grid("balanced", (4, 5, 2), std=[0.3], lr=[0.05, 0.1, 0.2, 40.0, 0.01])
   loss = lt.losses.target(jnp.ones((2, 4)) / 3)
-  kwargs = dict(lr=lrs, steps=120, record_every=10, stop_at_loss=1e-3, batch_size=2)
+  kwargs = dict(lr=lrs, steps=120, record_every=10, stop_at_loss=1e-3, lanes_per_device=2)
   quiet = lt.batch_gradient_descent(ws, loss, **kwargs)
   meter = _Meter()
   shown = lt.batch_gradient_descent(ws, loss, progress=meter, **kwargs)

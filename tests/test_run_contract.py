@@ -165,7 +165,7 @@ def test_optax_checkpoints_resume_bit_for_bit(kind, tmp_path, x64):
       batch_ws,
       loss,
       optax.adam,
-      batch_size=1,
+      lanes_per_device=1,
       hyperparams={"learning_rate": [1e-3, 1e-2, 3e-2]},
       **k,
     )

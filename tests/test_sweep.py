@@ -136,11 +136,11 @@ def test_chunks_equal_separate_runs_bit_for_bit_and_unchunked_to_rounding(x64, c
   kwargs = dict(steps=30, record_every=4, stop_at_loss=1e-3)
   loss = lt.losses.target(phi)
   before = compiles("_segment")
-  chunked = lt.batch_gradient_descent(ws, loss, lr=lrs, batch_size=4, **kwargs)
+  chunked = lt.batch_gradient_descent(ws, loss, lr=lrs, lanes_per_device=4, **kwargs)
   assert compiles("_segment") == before + 1  # three chunks, one program
   parts = [
     lt.batch_gradient_descent(
-      tuple(w[lo:hi] for w in ws), loss, lr=lrs[lo:hi], batch_size=4, **kwargs
+      tuple(w[lo:hi] for w in ws), loss, lr=lrs[lo:hi], lanes_per_device=4, **kwargs
     )
     for lo, hi in ((0, 4), (4, 8), (8, 10))
   ]
@@ -190,15 +190,15 @@ def test_memory_estimate_refuses_before_compiling(monkeypatch, compiles):
   )
   assert per_lane * 64 == recorded
   before = compiles("_segment")
-  with pytest.raises(ValueError, match=r"GiB.*record_every.*batch_size"):
+  with pytest.raises(ValueError, match=r"GiB.*record_every.*lanes_per_device"):
     lt.batch_gradient_descent(ws, loss, lr=0.1, steps=2**31 - 1, record_every=1)
   with pytest.raises(ValueError, match="GiB"):
     lt.gradient_descent(tuple(w[0] for w in ws), loss, lr=0.1, steps=2**31 - 1)
   monkeypatch.setattr(_runtime, "available_bytes", lambda device: (10 * per_lane, "test memory"))
   with pytest.raises(ValueError, match="test memory"):  # 64 lanes on the host do not fit ...
-    lt.batch_gradient_descent(ws, loss, lr=0.1, steps=40, record_every=4, batch_size=1)
+    lt.batch_gradient_descent(ws, loss, lr=0.1, steps=40, record_every=4, lanes_per_device=1)
   lt.batch_gradient_descent(
-    tuple(w[:3] for w in ws), loss, lr=0.1, steps=40, record_every=4, batch_size=1
+    tuple(w[:3] for w in ws), loss, lr=0.1, steps=40, record_every=4, lanes_per_device=1
   )
   assert compiles("_segment") == before + 1  # ... only the run that fits compiled
 
@@ -269,7 +269,7 @@ def test_lane_extracts_single_run_types():
     (dict(stop_at_loss=np.nan), "stop_at_loss"),
     (dict(stop_at_loss=np.ones(5)), "one per lane"),
     (dict(loss=[lt.losses.target(np.ones((2, 3)))]), "2 lanes"),
-    (dict(batch_size=0), "batch_size"),
+    (dict(lanes_per_device=0), "lanes_per_device"),
     (dict(devices=[]), "devices"),
   ],
 )
@@ -290,7 +290,7 @@ def test_bad_input_raises_before_tracing(change, match, compiles):
 
 
 def test_sharded_over_four_devices_equals_one_device(tmp_path):
-  """Same lanes per device (batch_size): bit for bit; default layout: equal to rounding."""
+  """Same lanes per device (lanes_per_device): bit for bit; default layout: equal to rounding."""
   out = tmp_path / "sharded.npz"
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   done = subprocess.run(
