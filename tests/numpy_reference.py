@@ -1,9 +1,11 @@
 """An independent NumPy float64 implementation of deep linear network GD and its metrics.
 
 Written from the formulas of docs/theory.md, "Notation" (explicit gradients
-dL^N/dW_j = W_{j+1:N}^T G W_{1:j-1}^T), sharing no code with lintraj.
+dL^N/dW_j = W_{j+1:N}^T G W_{1:j-1}^T), sharing no code with lintraj. The minibatches of SGD
+are drawn with ``jax.random`` directly, from the sampling rules README.md states.
 """
 
+import jax
 import numpy as np
 
 
@@ -51,3 +53,21 @@ def gradient_descent(ws, phi, lr, steps, record_every):
     grads = layer_gradients(ws, product(ws, 1, len(ws)) - phi)
     ws = [w - lr * g for w, g in zip(ws, grads)]
   return records, ws
+
+
+def minibatch_rows(scheme, key, m, b, steps):
+  """The example rows of each SGD step: epoch ``e``'s order is the identity (sequential), one
+  ``permutation(key, m)`` (shuffle_once) or ``permutation(fold_in(key, e), m)`` (shuffle), and
+  batches are consecutive ``b`` of the orders laid end to end; with_replacement draws
+  ``randint(fold_in(key, t), (b,), 0, m)`` at step ``t``."""
+  if scheme == "with_replacement":
+    draw = lambda t: jax.random.randint(jax.random.fold_in(key, t), (b,), 0, m, np.int32)
+    return [np.asarray(draw(t)) for t in range(steps)]
+  if scheme == "sequential":
+    orders = lambda e: np.arange(m)
+  elif scheme == "shuffle_once":
+    orders = lambda e: np.asarray(jax.random.permutation(key, m))
+  else:
+    orders = lambda e: np.asarray(jax.random.permutation(jax.random.fold_in(key, e), m))
+  flat = np.concatenate([orders(e) for e in range(steps * b // m + 2)])
+  return [flat[t * b : (t + 1) * b] for t in range(steps)]

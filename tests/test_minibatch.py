@@ -33,19 +33,7 @@ def _numpy_sgd(ws, x, y, lr, batches):
   return ws, np.array(losses)
 
 
-def _stream(scheme, key, m, b, steps):
-  """The rows of each step, computed step by step with jax.random outside the engine."""
-  if scheme == "sequential":
-    orders = lambda e: np.arange(m)
-  elif scheme == "shuffle_once":
-    orders = lambda e: np.asarray(jax.random.permutation(key, m))
-  else:
-    orders = lambda e: np.asarray(jax.random.permutation(jax.random.fold_in(key, e), m))
-  flat = np.concatenate([orders(e) for e in range(steps * b // m + 2)])
-  return [flat[t * b : (t + 1) * b] for t in range(steps)]
-
-
-@pytest.mark.parametrize("scheme", ["shuffle", "shuffle_once", "sequential"])
+@pytest.mark.parametrize("scheme", ["shuffle", "shuffle_once", "sequential", "with_replacement"])
 @pytest.mark.parametrize("b", [3, 5])  # 5 does not divide m = 12: batches run across epochs
 def test_sgd_follows_numpy_sgd_on_the_stream_of_orders(x64, scheme, b):
   x, y, ws = _problem()
@@ -61,7 +49,7 @@ def test_sgd_follows_numpy_sgd_on_the_stream_of_orders(x64, scheme, b):
     sampling=scheme,
     key=key,
   )
-  final, batch_losses = _numpy_sgd(ws, x, y, lr, _stream(scheme, key, 12, b, steps))
+  final, batch_losses = _numpy_sgd(ws, x, y, lr, ref.minibatch_rows(scheme, key, 12, b, steps))
   for w, v in zip(traj.final, final):
     np.testing.assert_allclose(w, v, rtol=1e-12, atol=1e-13)
   np.testing.assert_allclose(traj.minibatch_loss[:-1], batch_losses, rtol=1e-12)
