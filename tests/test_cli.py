@@ -85,3 +85,25 @@ def test_run_reports_bad_input(tmp_path, capsys):
     main(["run", "--dims", "4,2,1", "--sharpness-every", "-1", "--out", str(tmp_path / "y")]) == 2
   )
   assert "--sharpness-every" in capsys.readouterr().err
+
+
+def test_run_with_minibatch_sgd_is_seeded_and_recorded(tmp_path):
+  """--batch-size/--sampling/--examples train with SGD on a regression of M Gaussian samples;
+  --seed is the SGD key too: the same seed gives the same run, another seed another one."""
+
+  def run(name, seed, sampling="shuffle"):
+    args = ["run", "--dims", "4,3,2", "--std", "0.5", "--lr", "0.05", "--steps", "60"]
+    args += ["--record-every", "10", "--batch-size", "8", "--sampling", sampling]
+    args += ["--examples", "32", "--seed", str(seed), "--out", str(tmp_path / name)]
+    assert main(args) == 0
+    return lt.load(tmp_path / name / "trajectory.npz")
+
+  (a, meta), (b, _), (c, _) = run("a", 0), run("b", 0), run("c", 1)
+  assert meta["batch_size"] == 8 and meta["sampling"] == "shuffle" and meta["examples"] == 32
+  assert a.minibatch_loss is not None and np.isfinite(a.minibatch_loss[:-1]).all()
+  for x, y in zip(a.final, b.final):
+    np.testing.assert_array_equal(x, y)
+  assert not np.array_equal(a.loss, c.loss)
+  assert a.loss[-1] < a.loss[0]
+  sequential, _ = run("d", 0, "sequential")
+  assert not np.array_equal(sequential.final[0], a.final[0])

@@ -21,6 +21,7 @@ def test_there_are_notebooks():
     "saxe-modes",
     "residual-failure",
     "deep-matrix-factorization",
+    "minibatch-sgd",
   } <= names
 
 

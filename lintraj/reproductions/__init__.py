@@ -108,6 +108,13 @@ REGISTRY = {
     "the flattest minimum N sigma^(2-2/N), self-balancing of unbalanced starts to the edge",
     _COMMON,
   ),
+  "minibatch-sgd": Reproduction(
+    "lintraj.reproductions.minibatch_sgd",
+    "run",
+    "Minibatch SGD on deep linear regression (Harakeh 2017; Keskar et al. 2017): loss per epoch "
+    "and per second vs batch size, sampling schemes on data sorted by label, balancedness vs GD",
+    _COMMON,
+  ),
 }
 
 
