@@ -563,13 +563,29 @@ def with_minibatch(job: Job, sampling: Sampling | None, keys) -> Job:
   )
 
 
+def lane_loss(loss, loss_batched):
+  """Lane 0's loss of a batch whose loss is per lane (stacked), else the loss: the one whose
+  examples every lane shares."""
+  return _take(loss, 0) if loss_batched else loss
+
+
+def execute_with(job: Job, held_out, minibatches, meter=None):
+  """:func:`execute` ``job`` with the held-out loss and early stopping of
+  :func:`check_held_out` and the minibatch SGD of :func:`lintraj.minibatch.check_sampling`
+  attached: what every discrete-time run function ends with."""
+  validation, early = held_out
+  return execute(
+    with_minibatch(job._replace(validation=validation, early=early), *minibatches), meter
+  )
+
+
 def resumed_minibatch(job: Job, call: dict, arrays: dict) -> Job:
   """The job of a checkpoint, as minibatch SGD again if it was (:func:`with_minibatch`)."""
   spec = call.get("minibatch")
   if spec is None:
     return job
-  lane_loss = _take(job.loss, 0) if job.loss_batched else job.loss
-  sampling = Sampling(int(spec["batch_size"]), spec["sampling"], lane_loss.n_examples)
+  examples = lane_loss(job.loss, job.loss_batched).n_examples
+  sampling = Sampling(int(spec["batch_size"]), spec["sampling"], examples)
   return with_minibatch(job, sampling, arrays["key"])
 
 

@@ -60,9 +60,9 @@ def _parser():
   )
   run.add_argument(
     "--sampling",
-    choices=("shuffle", "shuffle_once", "sequential", "with_replacement"),
     default="shuffle",
-    help="which examples each SGD step sees (lintraj.minibatch); needs --batch-size",
+    help="which examples each SGD step sees: shuffle, shuffle_once, sequential or "
+    "with_replacement (lintraj.minibatch); needs --batch-size",
   )
   run.add_argument(
     "--examples", type=int, default=1024, help="samples of the regression with --batch-size"
@@ -112,12 +112,14 @@ def _parser():
 
 
 def _check_run(args):
-  """``(weights, loss)`` of ``lintraj run``, or ValueError for bad flags (before anything runs)."""
+  """``(weights, loss, minibatch arguments)`` of ``lintraj run``, or ValueError for bad flags
+  (before anything runs)."""
   import jax
   import jax.numpy as jnp
   import numpy as np
 
   import lintraj as lt
+  from lintraj.minibatch import check_sampling
   from lintraj.validation import check_int, check_positive
 
   check_positive("--lr", args.lr)
@@ -130,16 +132,8 @@ def _check_run(args):
       "step 0 would be recorded. Use --record-every <= --steps."
     )
   check_int("--sharpness-every", args.sharpness_every, 0)
-  if args.batch_size is None and args.sampling != "shuffle":
-    raise ValueError("--sampling chooses the minibatches of SGD: give --batch-size too.")
   if args.batch_size is not None:
-    check_int("--batch-size", args.batch_size, 1)
     check_int("--examples", args.examples, 1)
-    if args.batch_size > args.examples:
-      raise ValueError(
-        f"--batch-size {args.batch_size} is more than --examples {args.examples}; use at most "
-        "--examples (or leave --batch-size out for full-batch GD)."
-      )
   key_target, key_init = jax.random.split(jax.random.PRNGKey(args.seed))
   key_data = jax.random.fold_in(jax.random.PRNGKey(args.seed), 2)
   d0, dn = args.dims[0], args.dims[-1]
@@ -160,12 +154,15 @@ def _check_run(args):
   if args.batch_size is not None:
     x = jax.random.normal(key_data, (args.examples, d0), jnp.asarray(phi).dtype)
     loss = lt.losses.regression(x, x @ jnp.asarray(phi).T)
+  minibatches = dict(batch_size=args.batch_size, sampling=args.sampling)
+  if args.batch_size is not None:
+    minibatches["key"] = jax.random.fold_in(jax.random.PRNGKey(args.seed), 1)
+  check_sampling(loss, args.batch_size, args.sampling, minibatches.get("key"))
   weights = lt.init.by_name(args.init)(key_init, args.dims, args.std)
-  return weights, loss
+  return weights, loss, minibatches
 
 
-def _run(args, weights, loss):
-  import jax
+def _run(args, weights, loss, minibatches):
   import numpy as np
 
   import lintraj as lt
@@ -175,13 +172,6 @@ def _run(args, weights, loss):
   track = (
     dict(track=("sharpness",), track_every=args.sharpness_every) if args.sharpness_every else {}
   )
-  minibatches = {}
-  if args.batch_size is not None:
-    minibatches = dict(
-      batch_size=args.batch_size,
-      sampling=args.sampling,
-      key=jax.random.fold_in(jax.random.PRNGKey(args.seed), 1),
-    )
   traj = lt.gradient_descent(
     weights,
     loss,

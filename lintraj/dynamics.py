@@ -193,10 +193,7 @@ def gradient_descent(
   job = _gradient_descent_job(
     weights, loss, check_lr(lr), _single_stop(stop_at_loss), sched, rec, path
   )
-  job = _engine.with_minibatch(
-    job._replace(validation=held_out[0], early=held_out[1]), *minibatches
-  )
-  return _engine.execute(job, meter(progress))
+  return _engine.execute_with(job, held_out, minibatches, meter(progress))
 
 
 def _gradient_descent_job(weights, loss, lr, stop, sched, rec, path) -> _engine.Job:
@@ -293,10 +290,7 @@ def train(
   job = _train_job(
     weights, loss, check_optimizer(optimizer), _single_stop(stop_at_loss), sched, rec, path
   )
-  job = _engine.with_minibatch(
-    job._replace(validation=held_out[0], early=held_out[1]), *minibatches
-  )
-  return _engine.execute(job, meter(progress))
+  return _engine.execute_with(job, held_out, minibatches, meter(progress))
 
 
 def _train_job(weights, loss, optimizer, stop, sched, rec, path) -> _engine.Job:

@@ -196,15 +196,12 @@ def batch_gradient_descent(
     validation, patience, min_delta, lane_weights, loss_batched=loss_batched, lanes=lanes
   )
   minibatches = check_sampling(
-    _lane_loss(loss, loss_batched), batch_size, sampling, key, lanes=lanes
+    _engine.lane_loss(loss, loss_batched), batch_size, sampling, key, lanes=lanes
   )
   job = _batch_gradient_descent_job(
     weights, loss, loss_batched, lrs, stop, sched, rec, per_device, mesh, path
   )
-  job = _engine.with_minibatch(
-    job._replace(validation=held_out[0], early=held_out[1]), *minibatches
-  )
-  return _engine.execute(job, meter(progress))
+  return _engine.execute_with(job, held_out, minibatches, meter(progress))
 
 
 def _check_batch_run(run, weights, lane_weights, loss, **kwargs):
@@ -236,11 +233,6 @@ def _lanes_per_device(lanes_per_device, lanes, mesh) -> int:
   if lanes_per_device is not None:
     lanes_per_device = check_int("lanes_per_device", lanes_per_device, 1)
   return min(int(lanes_per_device or lanes), -(-lanes // devices))
-
-
-def _lane_loss(loss, loss_batched):
-  """Lane 0's loss (a batch's losses all have its examples)."""
-  return jax.tree_util.tree_map(lambda x: x[0], loss) if loss_batched else loss
 
 
 def _lanes(weights, opt_state) -> _engine.LaneState:
@@ -393,12 +385,9 @@ def batch_train(
     path,
   )
   minibatches = check_sampling(
-    _lane_loss(loss, loss_batched), batch_size, sampling, key, lanes=lanes
+    _engine.lane_loss(loss, loss_batched), batch_size, sampling, key, lanes=lanes
   )
-  job = _engine.with_minibatch(
-    job._replace(validation=held_out[0], early=held_out[1]), *minibatches
-  )
-  return _engine.execute(job, meter(progress))
+  return _engine.execute_with(job, held_out, minibatches, meter(progress))
 
 
 def _check_hyperparams(optimizer, hyperparams, lanes) -> dict | None:

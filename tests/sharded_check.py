@@ -39,12 +39,19 @@ def cases(devices=None) -> dict:
     ws = tuple(np.asarray(w, np.float64) for w in ws)
     shared = lt.losses.target(targets[0])
     per_lane = [lt.losses.target(t) for t in targets]
+    x = np.random.default_rng(1).standard_normal((12, DIMS[0]))  # minibatch SGD: 12 examples
     runs = {
       "shared_bs2": dict(loss=shared, lanes_per_device=2),
       "per_lane_bs3": dict(loss=per_lane, lanes_per_device=3, track=("sharpness",), track_every=2),
       "shared_default": dict(loss=shared, lanes_per_device=None),
       "held_out_bs2": dict(
         loss=shared, lanes_per_device=2, validation=lt.losses.target(targets[1]), patience=2
+      ),
+      "sgd_bs2": dict(
+        loss=lt.losses.regression(x, x @ targets[0].T),
+        lanes_per_device=2,
+        batch_size=3,
+        key=jax.random.PRNGKey(4),
       ),
     }
     for name, kwargs in runs.items():

@@ -285,3 +285,16 @@ def test_old_lanes_per_device_meaning_of_batch_size_is_caught():
       batch_size=2,
       key=jnp.zeros((3, 2), jnp.uint32),
     )
+
+
+def test_saved_sgd_trajectory_loads_back_exactly(x64, tmp_path):
+  """lt.save / lt.load keep the minibatch_loss record, bit for bit."""
+  x, y, ws = _problem()
+  traj = lt.gradient_descent(
+    ws, lt.losses.regression(x, y), lr=0.05, steps=9, record_every=3, batch_size=5,
+    key=jax.random.PRNGKey(0),
+  )  # fmt: skip
+  lt.save(tmp_path / "sgd.npz", traj, batch_size=5)
+  loaded, meta = lt.load(tmp_path / "sgd.npz")
+  np.testing.assert_array_equal(loaded.minibatch_loss, traj.minibatch_loss)
+  assert meta["batch_size"] == 5
