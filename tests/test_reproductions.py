@@ -227,12 +227,129 @@ def test_acceleration_depth_helps_l4_not_l2(accel):
 
 
 def test_acceleration_network_follows_end_to_end_rule(accel):
-  """Quick mode measured flow gaps of 0.010 (l4) and 0.071 (l2) at depth 2; the bound sits just
-  above the larger one, so a network that drifts from the end-to-end rule fails."""
-  for p in ("4", "2"):
+  """Quick mode measured flow gaps (largest |network loss - end-to-end rule loss| over the first
+  1000 steps, relative to the initial excess loss) of 0.0104 (l4) and 0.0715 (l2) at depth 2; the
+  bounds are 1.3x and 1.12x these. What they rule out (measured with the rule at the wrong depth
+  against the depth-2 network): depth 3 gives 0.030 (l4) and 0.53 (l2), depth 1 (no
+  preconditioning) 0.005 and 0.50, so l4 alone does not tell depth 1 from 2 but l2 does. They do
+  not rule out a rule 10% faster (0.006, 0.015): gradient descent on the layers runs ahead of the
+  Euler steps of the rule by O(lr^2) per step, and that is most of the measured gap."""
+  bounds = {"4": 0.0135, "2": 0.08}
+  for p, bound in bounds.items():
     for d, stats in accel["p"][p]["depths"].items():
       if d != "1":
-        assert stats["flow_gap"] < 0.08, (p, d)
+        assert stats["flow_gap"] < bound, (p, d, stats["flow_gap"])
+
+
+def test_acceleration_tuned_gd_stays_converged(accel):
+  """GD's rule (the first step below the threshold) and the optimizers' (the step from which it
+  stays below through the hold) pick the same learning rate when the tuned GD run stays below:
+  measured in quick mode, the largest excess loss after the first step below is 0.990-0.9998 of
+  the threshold's through step 3000, at every p and depth."""
+  for p in ("4", "2"):
+    for d, stats in accel["p"][p]["depths"].items():
+      assert stats["rebound"] <= 1.0, (p, d, stats["rebound"])
+
+
+def _best_deep(accel, p="4"):
+  return min(s["iterations"] for d, s in accel["p"][p]["depths"].items() if d != "1")
+
+
+def test_acceleration_adaptive_optimizers_against_depth(accel):
+  """Arora, Cohen, Hazan report depth-2/3 GD beating tuned AdaGrad and AdaDelta on l4; measured
+  here in quick mode (best deep GD: 194 iterations, depth 2; GD depth 1: 707):
+  AdaGrad 16 iterations on the data as drawn (its per-coordinate steps undo the input scales, which
+  lie along the axes) but 450 on the same data rotated, where GD is unchanged; AdaDelta 409 and
+  535, slower than depth on both. AdaDelta's first step below the threshold comes sooner (10 and 65
+  iterations, at learning rates 562 and 178), but those runs then grow without bound (excess loss
+  about 1e208 times the threshold's): only the rule that asks a run to stay below makes depth beat
+  AdaDelta. Bounds, as fractions of the best deep GD: AdaGrad on the data as drawn < 0.2 (measured
+  0.08); AdaGrad rotated and AdaDelta > 1.5 (2.3, 2.1, 2.8); AdaDelta's first step below < 0.5
+  (0.05, 0.34). Against depth-1 GD the quick and default runs differ (quick: every optimizer
+  faster; default: only AdaGrad on the data as drawn), so that is not asserted."""
+  opt = accel["p"]["4"]["optimizers"]
+  deep = _best_deep(accel)
+  assert 0 < opt["adagrad"]["features"]["iterations"] < 0.2 * deep
+  assert opt["adagrad"]["rotated"]["iterations"] > 1.5 * deep
+  for basis in ("features", "rotated"):
+    adadelta = opt["adadelta"][basis]
+    assert adadelta["iterations"] > 1.5 * deep, basis
+    assert 0 < adadelta["first_crossing"]["iterations"] < 0.5 * deep, basis
+    assert adadelta["first_crossing"]["rebound"] > 1e3, basis
+
+
+def test_acceleration_optimizer_learning_rates_are_tuned(accel):
+  """Each optimizer's learning rate is the fastest of its grid, checked by an independent run
+  (lt.batch_train at the tuned rate and its two grid neighbours, every step recorded, settling
+  step recomputed here): the tuned one settles at the reported step, its neighbours later. Quick
+  mode tuned AdaGrad to 1.78 (data as drawn) and 1.0 (rotated), AdaDelta to 1.78 and 1.78, all
+  inside the grid 1e-3..1e4."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  import lintraj as lt
+  from lintraj import losses
+
+  protocol = accel["protocol"]
+  grid, cap = list(protocol["optimizer_lrs"]), protocol["caps"][-1]
+  row = accel["p"]["4"]
+  x, y = acceleration.regression_data(protocol["samples"], protocol["features"], protocol["noise"])
+  q = acceleration.rotation(protocol["features"])
+  with jax.enable_x64(True):
+    w0 = protocol["init_std"] * np.asarray(
+      jax.random.normal(jax.random.PRNGKey(accel["seed"]), (1, protocol["features"]), jnp.float64)
+    )
+    for basis, (inputs, start) in {"features": (x, w0), "rotated": (x @ q, w0 @ q)}.items():
+      loss = losses.lp_regression(inputs, y, 4)
+      for name, factory in (("adagrad", optax.adagrad), ("adadelta", optax.adadelta)):
+        stats = row["optimizers"][name][basis]
+        i = grid.index(stats["lr"])
+        assert 0 < i < len(grid) - 1, (name, basis)
+        lrs = np.array(grid[i - 1 : i + 2])
+        traj = lt.batch_train(
+          (np.repeat(start[None], 3, 0),),
+          loss,
+          factory,
+          hyperparams={"learning_rate": lrs},
+          steps=2 * cap,
+        )
+        above = ~(np.asarray(traj.loss) <= row["threshold"])
+        settled = [int(np.flatnonzero(a)[-1]) + 1 if a.any() else 0 for a in above]
+        assert settled[1] == stats["iterations"], (name, basis, settled)
+        assert settled[0] > settled[1] and settled[2] > settled[1], (name, basis, settled)
+
+
+def test_acceleration_rotation_leaves_gd_and_not_adagrad():
+  """The rotated problem (inputs x Q, start w0 Q) has the same GD trajectory at every depth (a
+  balanced network's layers rotate with w) but not the same AdaGrad trajectory: measured, GD's
+  losses agree to 2.4e-15 and 4.4e-15 relative at depths 1 and 2 over 300 steps, AdaGrad's differ
+  by up to a factor 12.8 (median 36%)."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  import lintraj as lt
+  from lintraj import losses
+
+  x, y = acceleration.regression_data(100, 6, 0.5)
+  q = acceleration.rotation(6)
+  w0 = 0.01 * np.random.default_rng(0).standard_normal((1, 6))
+  with jax.enable_x64(True):
+    runs = {}
+    for basis, (inputs, start) in {"features": (x, w0), "rotated": (x @ q, w0 @ q)}.items():
+      loss = losses.lp_regression(inputs, y, 4)
+      for depth in (1, 2):
+        dims = (6,) + (4,) * (depth - 1) + (1,)
+        ws = lt.init.balanced(None, dims, end_to_end=start, dtype=jnp.float64)
+        runs[basis, depth] = np.asarray(lt.gradient_descent(ws, loss, lr=0.2, steps=300).loss)
+      runs[basis, "adagrad"] = np.asarray(
+        lt.train((jnp.asarray(start),), loss, optax.adagrad(1.0), steps=300).loss
+      )
+  for depth in (1, 2):
+    np.testing.assert_allclose(runs["rotated", depth], runs["features", depth], rtol=1e-12)
+  gap = np.abs(runs["rotated", "adagrad"] / runs["features", "adagrad"] - 1)
+  assert np.max(gap) > 0.1
 
 
 def test_lp_minimum_is_stationary_and_below_nearby_points():
