@@ -22,6 +22,7 @@ def test_there_are_notebooks():
     "residual-failure",
     "deep-matrix-factorization",
     "minibatch-sgd",
+    "sgd-stability",
   } <= names
 
 

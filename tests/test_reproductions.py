@@ -82,6 +82,7 @@ def test_registry_names_resolve_to_run_functions():
     "residual-failure",
     "deep-matrix-factorization",
     "minibatch-sgd",
+    "sgd-stability",
   } <= set(reproductions.names())
   for name in reproductions.names():
     assert callable(reproductions.get(name)), name

@@ -115,6 +115,13 @@ REGISTRY = {
     "and per second vs batch size, sampling schemes on data sorted by label, balancedness vs GD",
     _COMMON,
   ),
+  "sgd-stability": Reproduction(
+    "lintraj.reproductions.sgd_stability",
+    "run",
+    "Wu, Ma, E 2018 / Keskar et al. 2017: sharpness and non-uniformity of the minima SGD reaches "
+    "vs 2/lr and the non-uniformity bound across lr and batch size; escape from sharp GD minima",
+    _COMMON,
+  ),
 }
 
 
