@@ -6,7 +6,8 @@ cluster (CPU collectives over gloo, coordinator 127.0.0.1:PORT, run by process 0
 The number of CPU devices of the process comes from ``XLA_FLAGS`` in its environment.
 
 Scenarios:
-  records: the sweeps of :func:`sweeps` (12 lanes, 7 lanes), then the wrong calls of :func:`misuse`.
+  records: the runs of :func:`sweeps` (GD on 12 and 7 lanes, SGD, Adam), then the wrong calls of
+    :func:`misuse`.
   checkpoint: :func:`long_run` with checkpoints (written by process 0), to be killed mid-run.
   resume: ``lt.resume`` of that checkpoint.
 """
@@ -33,9 +34,12 @@ def join(port: int, process_id: int) -> None:
 
 
 def sweeps() -> dict:
-  """Name -> (weights, loss, keyword arguments) of the sweeps compared with one process: a 12-lane
-  grid (some lanes stop, one diverges) and 7 lanes, which do not divide among 2 or 4 devices."""
+  """Name -> (run function, arguments, keyword arguments) of the runs compared with one process:
+  a 12-lane grid (some lanes stop, one diverges) and 7 lanes, which do not divide among 2 or 4
+  devices, by ``lt.batch_gradient_descent``; minibatch SGD on a regression (12 lanes, one key each)
+  and ``lt.batch_train`` with Adam at a learning rate per lane (7 lanes)."""
   import numpy as np
+  import optax
 
   import lintraj as lt
 
@@ -43,11 +47,27 @@ def sweeps() -> dict:
     "gaussian", (4, 3, 2), std=[0.4, 0.8], lr=[0.02, 0.1, 0.2, 0.5, 1.0, 4.0]
   )
   target = lt.losses.target(np.array([[1.0, 0.5, 0.0, -0.5], [0.0, 0.3, 0.2, 0.1]]))
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((10, 4))
+  data = lt.losses.regression(x, x @ rng.standard_normal((4, 2)))
   common = {"steps": 40, "record_every": 3, "stop_at_loss": 0.05}
+  gd, train = lt.batch_gradient_descent, lt.batch_train
+  ws7 = tuple(w[:7] for w in ws)
+  sgd = dict(common, lr=lrs / 4, batch_size=3, key=jax.random.PRNGKey(7), lanes_per_device=1)
   return {
-    "grid12": ((ws, target), dict(common, lr=lrs, lanes_per_device=1)),
-    "grid12_default": ((ws, target), dict(common, lr=lrs)),
-    "lanes7": ((tuple(w[:7] for w in ws), target), dict(common, lr=lrs[:7], lanes_per_device=1)),
+    "grid12": (gd, (ws, target), dict(common, lr=lrs, lanes_per_device=1)),
+    "grid12_default": (gd, (ws, target), dict(common, lr=lrs)),
+    "lanes7": (
+      gd,
+      (tuple(w[:7] for w in ws), target),
+      dict(common, lr=lrs[:7], lanes_per_device=1),
+    ),
+    "sgd12": (gd, (ws, data), sgd),
+    "adam7": (
+      train,
+      (ws7, target, optax.adam),
+      dict(common, hyperparams={"learning_rate": lrs[:7] / 10}, lanes_per_device=1),
+    ),
   }
 
 
@@ -96,8 +116,8 @@ def main(scenario: str, port: int, process_id: int, out_dir: str) -> None:
       "devices/local": np.array(jax.local_device_count()),
       "devices/all": np.array(jax.device_count()),
     }
-    for name, (args, kwargs) in sweeps().items():
-      result.update(flat(lt.batch_gradient_descent(*args, **kwargs), name))
+    for name, (run, args, kwargs) in sweeps().items():
+      result.update(flat(run(*args, **kwargs), name))
     np.savez(out + ".npz", **result)
     misuse(process_id, out + ".txt")
   else:
@@ -118,7 +138,7 @@ def misuse(process_id: int, path: str) -> None:
   from lintraj import _distributed
 
   _distributed.DEFAULT_TIMEOUT_S = SAME_CALL_TIMEOUT_S
-  (ws, target), kwargs = sweeps()["lanes7"]
+  _, (ws, target), kwargs = sweeps()["lanes7"]
   calls = [dict(kwargs, lr=kwargs["lr"] * (1 + process_id))] + ([kwargs] if process_id == 0 else [])
   errors = []
   for call in calls:

@@ -16,7 +16,6 @@ import jax
 import numpy as np
 import pytest
 
-import lintraj as lt
 from lintraj import io
 from tests import multiprocess_worker as worker
 
@@ -87,22 +86,27 @@ def _run_ok(scenario, out_dir, devices=(1, 1)) -> list[dict]:
 
 
 def test_two_processes_give_every_process_the_one_process_records_and_catch_wrong_calls(tmp_path):
-  """12 and 7 lanes over 2 x 2 devices: with the same lanes_per_device the records are
-  bit for bit those of one process on one device, on both processes; with the default layout
-  equal to rounding. Then a call with other learning rates on process 1 fails on both, and a call
-  made by process 0 alone fails there after the timeout, instead of waiting forever."""
+  """12 and 7 lanes over 2 x 2 devices, by batch_gradient_descent (GD, and minibatch SGD from one
+  key split per lane) and batch_train (Adam, a learning rate per lane): with the same
+  lanes_per_device the records of GD and SGD are bit for bit those of one process on one device,
+  on both processes; with the default layout, and for Adam, equal to rounding (Adam measured
+  1.8e-6 relative; the cause of that difference was not pinned down). Then a call with other
+  learning rates on process 1 fails on both, and a call made by process 0 alone fails there
+  after the timeout, instead of waiting forever."""
   results = _run_ok("records", tmp_path, devices=(2, 2))
   assert [int(r.pop("devices/local")) for r in results] == [2, 2]
   assert [int(r.pop("devices/all")) for r in results] == [4, 4]
   single = {}
-  for name, (args, kwargs) in worker.sweeps().items():
-    single.update(worker.flat(lt.batch_gradient_descent(*args, **kwargs), name))
+  for name, (run, args, kwargs) in worker.sweeps().items():
+    single.update(worker.flat(run(*args, **kwargs), name))
   stopped, diverged = single["grid12/stopped_step/0"], single["grid12/diverged_step/0"]
   assert np.any(stopped >= 0) and np.any(diverged >= 0) and np.any((stopped < 0) & (diverged < 0))
+  assert np.any(single["sgd12/minibatch_loss/0"] != single["sgd12/loss/0"])  # it is SGD
+  assert np.all(single["adam7/loss/0"][:, -1] < single["adam7/loss/0"][:, 0])
   for result in results:
     assert sorted(result) == sorted(single)
     for key, value in single.items():
-      if key.startswith("grid12_default/"):
+      if key.startswith(("grid12_default/", "adam7/")):  # Adam: measured 1.8e-6 relative
         np.testing.assert_allclose(
           result[key], value, rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=key
         )
