@@ -21,7 +21,7 @@ from lintraj.io import load, save
 from lintraj.network import end_to_end, layer_dims
 from lintraj.recording import Trajectory
 from lintraj.sweep import batch_gradient_descent, batch_train
-from lintraj.whitening import whiten
+from lintraj.whitening import Whitening, fit_whitening, whiten
 
 __version__ = "0.1.0"
 
@@ -39,6 +39,8 @@ __all__ = [
   "gradient_flow",
   "Trajectory",
   "whiten",
+  "fit_whitening",
+  "Whitening",
   "save",
   "load",
   "resume",
