@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lintraj.minibatch import _keys as check_key
 from lintraj.network import as_float_array, default_float_dtype
 from lintraj.validation import check_positive
 
@@ -27,6 +28,8 @@ __all__ = [
   "regression",
   "lp_regression",
   "matrix_completion",
+  "matrix_sensing",
+  "split",
   "autoencoder_loss",
   "stack_losses",
 ]
@@ -359,6 +362,132 @@ def matrix_completion(mask, values) -> Loss:
   return Loss(
     _observed_error, data=data, name="matrix_completion", examples=(True, True, True, False)
   )
+
+
+def _sensing_error(w, data):
+  a, y = data
+  if a.shape[1:] != w.shape:
+    raise ValueError(
+      f"matrix_sensing's sensing matrices are (d_N, d_0) = {a.shape[1:]}, but the end-to-end "
+      f"matrix is {w.shape}; use a network with dims ({a.shape[2]}, ..., {a.shape[1]})."
+    )
+  residual = jnp.einsum("mij,ij->m", a, w) - y
+  return 0.5 * jnp.sum(residual**2) / a.shape[0]
+
+
+def matrix_sensing(a, y) -> Loss:
+  r"""Matrix sensing: the squared error of ``m`` linear measurements of the end-to-end matrix,
+
+  .. math::
+     L^1(W) = \frac{1}{2m} \sum_{i=1}^m \big(\langle A_i, W \rangle - y_i\big)^2,
+     \qquad \langle A_i, W \rangle = \operatorname{tr}(A_i^\top W) = \sum_{jk} (A_i)_{jk} W_{jk}.
+
+  The literature's sensing matrices :math:`A_i` are i.i.d. Gaussian (e.g.
+  ``jax.random.normal(key, (m, d_N, d_0))``) and :math:`y_i = \langle A_i, W^* \rangle` for a
+  low-rank :math:`W^*`. The measurements are the loss's examples: a minibatch of ``b`` of them
+  is the same mean, :math:`\frac{1}{2b}\sum_{i \in \text{batch}}(\langle A_i, W\rangle -
+  y_i)^2`. ``.target`` is the least-squares matrix when the :math:`A_i` span all
+  :math:`d_N \times d_0` matrices (then the minimiser is unique: ``m >= d_N d_0`` and the
+  flattened :math:`A_i` of full rank), else None (the underdetermined case, in which which
+  minimiser gradient descent finds is the implicit regularization question).
+
+  Args:
+    a: ``(m, d_N, d_0)``, the sensing matrices :math:`A_i` (one per measurement).
+    y: ``(m,)``, the measurements :math:`y_i`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> a = jnp.array([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [0.0, 0.0]]])  # read W_11, W_12
+    >>> loss = matrix_sensing(a, jnp.array([1.0, 2.0]))
+    >>> float(loss(jnp.zeros((2, 2)))), loss.n_examples, loss.target is None
+    (1.25, 2, True)
+    >>> a = jax.random.normal(jax.random.PRNGKey(0), (20, 3, 3))        # Gaussian sensing
+    >>> w_star = jnp.outer(jnp.array([1.0, 2.0, 0.0]), jnp.array([0.0, 1.0, 1.0]))  # rank 1
+    >>> loss = matrix_sensing(a, jnp.einsum("mij,ij->m", a, w_star))
+    >>> float(loss(w_star)), bool(jnp.allclose(loss.target, w_star, atol=1e-4))
+    (0.0, True)
+
+  References:
+    Gunasekar, Woodworth, Bhojanapalli, Neyshabur, Srebro. Implicit Regularization in Matrix
+    Factorization. NeurIPS 2017 (arXiv 1705.09280), Section 2; Arora, Cohen, Hu, Luo. Implicit
+    Regularization in Deep Matrix Factorization. NeurIPS 2019 (arXiv 1905.13655), Section 2.
+  """
+  a = as_float_array(a, "a")
+  if a.ndim != 3:
+    raise ValueError(
+      f"a must be (m, d_N, d_0), one sensing matrix A_i per measurement; got shape {a.shape}. "
+      "For a single measurement pass a[None]."
+    )
+  m = a.shape[0]
+  if m == 0:
+    raise ValueError("a holds no sensing matrix (m = 0); give at least one measurement.")
+  y = as_float_array(y, "y", a.dtype)
+  if y.shape != (m,):
+    hint = " (flatten it with y.reshape(-1))" if y.size == m else ""
+    raise ValueError(
+      f"y must be (m,) = ({m},), one measurement y_i per sensing matrix of a; got shape "
+      f"{y.shape}{hint}."
+    )
+  n = a.shape[1] * a.shape[2]
+  target = None
+  if m >= n:
+    solution, _, rank, _ = jnp.linalg.lstsq(a.reshape(m, n), y)
+    if int(rank) == n:
+      target = solution.reshape(a.shape[1:])
+  return Loss(_sensing_error, data=(a, y), target=target, name="matrix_sensing", examples=True)
+
+
+def split(key, x, y, n_test: int):
+  r"""Split examples into a training and a test set, at random, the same for the same key.
+
+  With ``perm = jax.random.permutation(key, m)``, the test set is the rows ``perm[:n_test]`` of
+  ``x`` and ``y`` and the training set the rows ``perm[n_test:]`` (in that order), so every
+  example is in exactly one set, with its own label. ``x`` and ``y`` keep their trailing shapes:
+  split a regression's ``x`` (m, d_0) and ``y`` (m, d_N) or (m,), or a :func:`matrix_sensing`'s
+  ``a`` (m, d_N, d_0) and ``y`` (m,). Train on the first, and pass the loss of the second as
+  ``validation=`` of a run (its ``traj.validation_loss``, ``best``, ``patience=``).
+
+  Args:
+    key: a PRNG key, ``jax.random.PRNGKey(seed)``.
+    x: ``(m, ...)``, one row per example.
+    y: ``(m, ...)``, the labels, one row per example.
+    n_test: how many examples go to the test set, from 1 to ``m - 1``.
+
+  Returns:
+    ``((x_train, y_train), (x_test, y_test))``, float arrays of ``m - n_test`` and ``n_test``
+    rows.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, lintraj as lt
+    >>> x = jax.random.normal(jax.random.PRNGKey(0), (50, 3))
+    >>> y = x @ jnp.array([1.0, -2.0, 0.5])
+    >>> train, test = lt.losses.split(jax.random.PRNGKey(1), x, y, n_test=10)
+    >>> train[0].shape, train[1].shape, test[0].shape, test[1].shape
+    ((40, 3), (40,), (10, 3), (10,))
+    >>> ws = lt.init.balanced(jax.random.PRNGKey(2), (3, 4, 1), std=0.5)
+    >>> traj = lt.gradient_descent(ws, lt.losses.regression(*train), lr=0.1, steps=300,
+    ...                            record_every=100, validation=lt.losses.regression(*test))
+    >>> traj.validation_loss.shape, bool(traj.validation_loss[-1] < 1e-3 * traj.validation_loss[0])
+    ((4,), True)
+  """
+  keys = check_key(key, None)
+  x, y = as_float_array(x, "x"), as_float_array(y, "y")
+  if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
+    raise ValueError(
+      f"x and y must hold one row per example along their first axis, the same m rows each; "
+      f"got shapes {x.shape} and {y.shape}."
+    )
+  m = x.shape[0]
+  if m < 2:
+    raise ValueError(f"split needs at least 2 examples (one for each set); got m = {m}.")
+  if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or not 0 < n_test < m:
+    raise ValueError(
+      f"n_test must be an integer from 1 to m - 1 = {m - 1} (both sets non-empty); got "
+      f"{n_test!r}. For a fraction f of the data use n_test=round(f * m)."
+    )
+  perm = jax.random.permutation(jnp.asarray(keys), m)
+  test, train = perm[:n_test], perm[n_test:]
+  return (x[train], y[train]), (x[test], y[test])
 
 
 def _reconstruction_error(w, cov):

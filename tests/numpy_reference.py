@@ -2,7 +2,9 @@
 
 Written from the formulas of docs/theory.md, "Notation" (explicit gradients
 dL^N/dW_j = W_{j+1:N}^T G W_{1:j-1}^T), sharing no code with lintraj. The minibatches of SGD
-are drawn with ``jax.random`` directly, from the sampling rules README.md states.
+are drawn with ``jax.random`` directly, from the sampling rules README.md states. Matrix
+sensing's loss and gradient are written from its formula (lintraj.losses.matrix_sensing), by loops
+over the measurements.
 """
 
 import jax
@@ -71,3 +73,38 @@ def minibatch_rows(scheme, key, m, b, steps):
     orders = lambda e: np.asarray(jax.random.permutation(jax.random.fold_in(key, e), m))
   flat = np.concatenate([orders(e) for e in range(steps * b // m + 2)])
   return [flat[t * b : (t + 1) * b] for t in range(steps)]
+
+
+def sensing_loss(a, y, w):
+  """Matrix sensing 1/(2m) sum_i (<A_i, W> - y_i)^2, <A, W> = trace(A^T W), by a Python loop."""
+  residuals = [np.trace(np.asarray(a_i).T @ w) - y_i for a_i, y_i in zip(a, y)]
+  return 0.5 * np.sum(np.square(residuals)) / len(residuals)
+
+
+def sensing_gradient(a, y, w):
+  """Its gradient in W: 1/m sum_i (<A_i, W> - y_i) A_i."""
+  return sum((np.trace(a_i.T @ w) - y_i) * a_i for a_i, y_i in zip(a, y)) / len(y)
+
+
+def central_differences(f, w, h=1e-6):
+  """The gradient of the scalar function ``f`` at the matrix ``w`` by central differences."""
+  grad = np.zeros_like(w)
+  for index in np.ndindex(w.shape):
+    step = np.zeros_like(w)
+    step[index] = h
+    grad[index] = (f(w + step) - f(w - step)) / (2 * h)
+  return grad
+
+
+def gradient_descent_on(ws, grad_fn, lr, steps, rows=None):
+  """GD (or SGD with ``rows[t]``, the examples of step ``t``) with the end-to-end gradient
+  ``grad_fn(W)`` (``grad_fn(W, rows[t])`` with rows); returns the weights after each step
+  (index 0: the initial ones)."""
+  ws = [np.array(w, np.float64) for w in ws]
+  out = [ws]
+  for t in range(steps):
+    w = product(ws, 1, len(ws))
+    g = grad_fn(w) if rows is None else grad_fn(w, rows[t])
+    ws = [a - lr * d for a, d in zip(ws, layer_gradients(ws, g))]
+    out.append(ws)
+  return out
