@@ -9,7 +9,9 @@ from lintraj import (
   landscape,
   losses,
   metrics,
+  nuclear,
   progress,
+  second_order,
   singular_values,
   sweep,
   theory,
@@ -49,4 +51,6 @@ __all__ = [
   "batch_train",
   "progress",
   "labeled",
+  "nuclear",
+  "second_order",
 ]
