@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lintraj.network import as_float_array, default_float_dtype
+from lintraj.network import as_float_array, default_float_dtype, end_to_end
 from lintraj.validation import check_positive
 
-__all__ = ["balanced", "gaussian", "residual", "orthogonal", "by_name"]
+__all__ = ["balanced", "gaussian", "residual", "orthogonal", "by_name", "with_determinant_sign"]
 
 
 def _check_dims(dims: Sequence[int]) -> tuple[int, ...]:
@@ -226,3 +226,44 @@ def by_name(name: str):
   if not isinstance(name, str) or name not in _BY_NAME:
     raise ValueError(f"unknown init {name!r}; choose one of {', '.join(_BY_NAME)}.")
   return _BY_NAME[name]
+
+
+def with_determinant_sign(
+  name: str, key, dims: Sequence[int], *, std: float, sign: int, dtype=None, max_draws: int = 1000
+) -> tuple:
+  r"""The init ``name`` (see :func:`by_name`) drawn with keys ``fold_in(key, 0), fold_in(key, 1),
+  ...`` until the end-to-end matrix's determinant has the sign ``sign`` (+1 or -1).
+
+  Under gradient flow from a balanced start (depth :math:`N \ge 2`) the sign of
+  :math:`\det W_{1:N}` never changes (Razin and Cohen 2020), so the sign of the start decides
+  which solutions of a completion problem are reachable. Needs a square end-to-end matrix
+  (``dims[0] == dims[-1]``).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, lintraj as lt
+    >>> ws = lt.init.with_determinant_sign("gaussian", jax.random.PRNGKey(0), (2, 2, 2), std=0.1,
+    ...                                    sign=-1)
+    >>> bool(jnp.linalg.det(lt.end_to_end(ws)) < 0)
+    True
+
+  References:
+    Razin, Cohen. Implicit Regularization in Deep Learning May Not Be Explainable by Norms.
+    NeurIPS 2020 (arXiv 2005.06398), Section 3 (inits resampled until the determinant is
+    positive).
+  """
+  dims = _check_dims(dims)
+  if dims[0] != dims[-1]:
+    raise ValueError(
+      f"the determinant needs a square end-to-end matrix; dims {dims} give {dims[-1]}x{dims[0]}."
+    )
+  if sign not in (1, -1):
+    raise ValueError(f"sign must be +1 or -1; got {sign!r}.")
+  draw = by_name(name)
+  key = _check_key(key)
+  for i in range(max_draws):
+    weights = draw(jax.random.fold_in(key, i), dims, std, dtype=dtype)
+    if np.sign(np.linalg.det(np.asarray(end_to_end(weights), np.float64))) == sign:
+      return weights
+  raise ValueError(
+    f"no draw of {max_draws} had a determinant of sign {sign}; raise max_draws or check the init."
+  )

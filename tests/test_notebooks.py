@@ -23,6 +23,7 @@ def test_there_are_notebooks():
     "deep-matrix-factorization",
     "minibatch-sgd",
     "sgd-stability",
+    "implicit-regularization-norms",
   } <= names
 
 

@@ -83,6 +83,7 @@ def test_registry_names_resolve_to_run_functions():
     "deep-matrix-factorization",
     "minibatch-sgd",
     "sgd-stability",
+    "implicit-regularization-norms",
   } <= set(reproductions.names())
   for name in reproductions.names():
     assert callable(reproductions.get(name)), name

@@ -115,6 +115,13 @@ REGISTRY = {
     "and per second vs batch size, sampling schemes on data sorted by label, balancedness vs GD",
     _COMMON,
   ),
+  "implicit-regularization-norms": Reproduction(
+    "lintraj.reproductions.implicit_regularization",
+    "run",
+    "Razin, Cohen 2020: 2x2 completion from det > 0 starts, depths 2-4, 1e7 GD steps: the "
+    "unobserved entry and every norm grow without bound while the effective rank falls to 1",
+    _COMMON,
+  ),
   "sgd-stability": Reproduction(
     "lintraj.reproductions.sgd_stability",
     "run",
