@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).parent.parent
-PATHS = ["lintraj", "tests", "benchmarks", "conftest.py"]
+PATHS = ["lintraj", "tests", "benchmarks", "tools", "conftest.py"]
 
 
 @pytest.fixture(scope="module")
