@@ -12,6 +12,24 @@ picks. Under gradient flow from a balanced init the singular values of :math:`W_
 and slows down small singular values the more the deeper the network, so the top ``r`` singular
 values separate from the rest more sharply, the effective rank is lower and the unobserved entries
 are recovered better.
+
+Units, to compare numbers with the paper and its code (which use other conventions [P]: the loss
+:math:`\frac{1}{|\Omega|}\sum_{\Omega} (W_{ij} - M_{ij})^2`, the truth scaled to
+:math:`\|M\|_F = n`, the test error :math:`\frac{1}{n^2}\|W - M\|_F^2` over all entries, and
+the end-to-end matrix the transposed product of ``nn.Linear`` weights). Let :math:`c =
+\|M_{\text{paper}}\|_F / \|M\|_F = n / \sqrt{r}`. The network loss is homogeneous:
+scaling every layer by :math:`c^{1/N}` and the truth by :math:`c` scales the loss by :math:`c^2`
+and each layer's gradient by :math:`c^{2 - 1/N}`. So one GD step of the paper's code at learning
+rate :math:`\eta_p` from layers :math:`c^{1/N} W_j` is exactly :math:`c^{1/N}` times one lintraj
+step from :math:`W_j` at
+
+.. math::  \eta = \eta_p \cdot \frac{2}{|\Omega|} \cdot c^{2 - 2/N}
+
+[D; checked step by step in ``tests/test_dmf_units.py``]. A paper init of layer std
+:math:`s_p` is a lintraj init of layer std :math:`s_p / c^{1/N}`, and the paper's test error is
+:math:`c^2 \|W - M\|_F^2 / n^2` in lintraj's units. Example: lintraj's default
+:math:`\eta = 0.25` at depth 3 with :math:`|\Omega| = 2000`, :math:`n = 100`, :math:`r = 5`
+(:math:`c = 44.7`) is the paper's :math:`\eta_p = 0.25 \cdot 1000 / 44.7^{4/3} = 1.57`.
 """
 
 from __future__ import annotations
