@@ -36,6 +36,7 @@ __all__ = [
   "batch_gradient_descent",
   "batch_train",
   "grid",
+  "stack",
   "fastest",
   "fastest_iterations",
   "lane",
@@ -643,6 +644,26 @@ def fastest(table: dict, trajectory, by="std") -> dict:
         rows[name].append(values[best] if best is not None else math.nan)
     rows["steps"].append(int(stopped[best]) if best is not None else -1)
   return {name: np.asarray(values) for name, values in rows.items()}
+
+
+def stack(networks) -> tuple:
+  """Networks ``[(W_1, ..., W_N), ...]`` of equal shapes as one batch ``(W_1, ..., W_N)`` for
+  :func:`batch_gradient_descent` and :func:`batch_train`, ``W_j`` of shape ``(B, d_j, d_{j-1})``
+  (lane ``b`` is ``networks[b]``).
+
+  Example:
+    >>> import jax, lintraj as lt
+    >>> nets = [lt.init.gaussian(jax.random.PRNGKey(k), (3, 4, 2), std=0.1) for k in range(5)]
+    >>> [w.shape for w in stack(nets)]
+    [(5, 4, 3), (5, 2, 4)]
+  """
+  networks = [tuple(ws) for ws in networks]
+  if not networks or len({tuple(jnp.shape(w) for w in ws) for ws in networks}) != 1:
+    raise ValueError(
+      "stack needs at least one network, all with the same layer shapes; got layer shapes "
+      f"{sorted({tuple(jnp.shape(w) for w in ws) for ws in networks})}."
+    )
+  return tuple(jnp.stack([ws[j] for ws in networks]) for j in range(len(networks[0])))
 
 
 def lane(trajectory: Trajectory, index: int) -> Trajectory:

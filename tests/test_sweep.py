@@ -357,3 +357,15 @@ def test_staged_search_keeps_lanes_that_move_slowly():
   )
   assert best["fixed"].tolist() == [0] and single.stopped_step > 20
   assert best["steps"].tolist() == [single.stopped_step]
+
+
+def test_stack_makes_lanes_of_networks_and_refuses_unequal_shapes():
+  nets = [lt.init.gaussian(jax.random.PRNGKey(k), (3, 4, 2), std=0.1) for k in range(3)]
+  batch = lt.sweep.stack(nets)
+  for k, net in enumerate(nets):
+    for w_batch, w in zip(batch, net):
+      np.testing.assert_array_equal(w_batch[k], w)
+  with pytest.raises(ValueError, match="same layer shapes"):
+    lt.sweep.stack([nets[0], lt.init.gaussian(jax.random.PRNGKey(0), (3, 5, 2), std=0.1)])
+  with pytest.raises(ValueError, match="at least one network"):
+    lt.sweep.stack([])

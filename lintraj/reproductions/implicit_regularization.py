@@ -55,7 +55,7 @@ import numpy as np
 from lintraj import init, losses, metrics
 from lintraj.network import end_to_end
 from lintraj.reproductions.output import pyplot, write_outputs
-from lintraj.sweep import batch_gradient_descent
+from lintraj.sweep import batch_gradient_descent, stack
 
 __all__ = ["run", "protocol", "problem"]
 
@@ -113,7 +113,7 @@ def _inits(p, law, depth, sign, seed):
     init.with_determinant_sign(law, k, (2,) * (depth + 1), std=std, sign=sign, dtype=jnp.float64)
     for k in keys
   ]
-  return tuple(jnp.stack([ws[j] for ws in lanes]) for j in range(depth))
+  return stack(lanes)
 
 
 def _summary(traj) -> dict:

@@ -85,7 +85,7 @@ import numpy as np
 from lintraj import init, losses
 from lintraj.dynamics import gradient_descent
 from lintraj.reproductions.output import pyplot, write_outputs
-from lintraj.sweep import batch_gradient_descent
+from lintraj.sweep import batch_gradient_descent, stack
 
 __all__ = ["run", "protocol", "sorted_regression"]
 
@@ -151,7 +151,7 @@ def _inits(p: dict, seed: int) -> tuple:
   """One balanced init per lane, stacked: ``(W_1, ..., W_N)``, shapes ``(seeds, d_j, d_{j-1})``."""
   keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 1), p["seeds"])
   lanes = [init.balanced(k, _dims(p), std=p["init_std"], dtype=jnp.float64) for k in keys]
-  return tuple(jnp.stack([ws[j] for ws in lanes]) for j in range(p["depth"]))
+  return stack(lanes)
 
 
 def _settings(p: dict, b: int, scheme: str, lr: float, keys) -> dict:

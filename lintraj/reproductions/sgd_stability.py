@@ -77,7 +77,7 @@ from jax.flatten_util import ravel_pytree
 from lintraj import init, losses
 from lintraj.network import end_to_end
 from lintraj.reproductions.output import pyplot, write_outputs
-from lintraj.sweep import batch_gradient_descent
+from lintraj.sweep import batch_gradient_descent, stack
 
 __all__ = ["run", "protocol", "regression", "conditions", "t_interval"]
 
@@ -206,10 +206,6 @@ def _inits(p: dict, seed: int, scale: float, count: int, salt: int) -> list:
   return [init.orthogonal(k, _dims(p), scale=scale, dtype=jnp.float64) for k in keys]
 
 
-def _stack(lanes: list) -> tuple:
-  return tuple(jnp.stack([ws[j] for ws in lanes]) for j in range(len(lanes[0])))
-
-
 def _lane(weights, k: int) -> tuple:
   return tuple(w[k] for w in weights)
 
@@ -226,7 +222,7 @@ def _sweep(p, loss, x, y, seed, progress):
   """Study 1: one batched call per batch size; lane ``i * seeds + k`` is rate ``i``, seed ``k``."""
   m, seeds, lrs = p["examples"], p["seeds"], np.asarray(p["lrs"])
   inits = _inits(p, seed, p["init_scale"], seeds, salt=1)
-  weights = _stack([inits[k] for _ in lrs for k in range(seeds)])
+  weights = stack([inits[k] for _ in lrs for k in range(seeds)])
   keys = jnp.tile(jax.random.split(jax.random.PRNGKey(seed), seeds), (len(lrs), 1))
   per_b = {}
   for b in p["batch_sizes"]:
@@ -264,7 +260,7 @@ def _sweep(p, loss, x, y, seed, progress):
 def _tracked(p, loss, x, y, seed, progress):
   """Study 3: the sweep's first ``tracked_steps`` at ``tracked_lr``, sharpness at every record."""
   m, seeds = p["examples"], p["seeds"]
-  weights = _stack(_inits(p, seed, p["init_scale"], seeds, salt=1))
+  weights = stack(_inits(p, seed, p["init_scale"], seeds, salt=1))
   keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
   per_b = {}
   for b in p["batch_sizes"]:
@@ -295,7 +291,7 @@ def _escape(p, loss, x, y, seed, progress):
   """Study 2: sharp GD minima, then SGD from each, at rates where GD stays."""
   m, seeds = p["examples"], p["escape_seeds"]
   gd = batch_gradient_descent(
-    _stack(_inits(p, seed, p["sharp_init_scale"], seeds, salt=2)),
+    stack(_inits(p, seed, p["sharp_init_scale"], seeds, salt=2)),
     loss,
     lr=p["sharp_lr"],
     steps=p["sharp_steps"],
@@ -310,7 +306,7 @@ def _escape(p, loss, x, y, seed, progress):
   rng = np.random.default_rng(seed + 5)
   noise = rng.standard_normal((len(lrs), flats[0][0].size)) * p["perturbation"]
   origin = np.stack([np.asarray(flats[lane % seeds][0]) for lane in range(len(lrs))])
-  starts = _stack([flats[lane % seeds][1](origin[lane] + noise[lane]) for lane in range(len(lrs))])
+  starts = stack([flats[lane % seeds][1](origin[lane] + noise[lane]) for lane in range(len(lrs))])
   keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 3), len(lrs))
   per_b = {}
   for b in p["escape_batch_sizes"]:
