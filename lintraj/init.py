@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lintraj.network import as_float_array, default_float_dtype, end_to_end
-from lintraj.validation import check_positive
+from lintraj.validation import check_key, check_positive
 
 __all__ = ["balanced", "gaussian", "residual", "orthogonal", "by_name", "with_determinant_sign"]
 
@@ -37,21 +37,6 @@ def _check_dims(dims: Sequence[int]) -> tuple[int, ...]:
 
 def _check_std(std) -> float:
   return check_positive("std", std, allow_zero=True)
-
-
-def _check_key(key):
-  """``key`` if it is a PRNG key (a typed key of ``jax.random.key`` or a legacy uint32 array of
-  ``jax.random.PRNGKey``), else ValueError."""
-  dtype = getattr(key, "dtype", None)
-  if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and np.ndim(key) == 0:
-    return key
-  if dtype == jnp.uint32 and np.shape(key) == (2,):
-    return key
-  got = f"an array of shape {np.shape(key)} and dtype {dtype}" if dtype is not None else repr(key)
-  raise ValueError(
-    f"key must be one PRNG key, e.g. jax.random.PRNGKey(0) or jax.random.key(0); "
-    f"got {got}. Split a key per call with jax.random.split."
-  )
 
 
 def _dtype(dtype):
@@ -110,7 +95,7 @@ def balanced(
     std = _check_std(std)
     if key is None:
       raise ValueError("balanced(std=...) needs a PRNG key, e.g. jax.random.PRNGKey(0).")
-    a = std * jax.random.normal(_check_key(key), (dims[-1], dims[0]), _dtype(dtype))
+    a = std * jax.random.normal(check_key(key), (dims[-1], dims[0]), _dtype(dtype))
   else:
     a = as_float_array(end_to_end, "end_to_end", dtype)
     if a.shape != (dims[-1], dims[0]):
@@ -154,7 +139,7 @@ def gaussian(key, dims: Sequence[int], *, std: float, dtype=None) -> tuple:
     Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Figure 1(a) and Appendix B.
   """
   dims, std = _check_dims(dims), _check_std(std)
-  keys = jax.random.split(_check_key(key), len(dims) - 1)
+  keys = jax.random.split(check_key(key), len(dims) - 1)
   return tuple(
     std * jax.random.normal(k, (dims[j + 1], dims[j]), _dtype(dtype)) for j, k in enumerate(keys)
   )
@@ -198,7 +183,7 @@ def orthogonal(key, dims: Sequence[int], *, scale: float = 1.0, dtype=None) -> t
   dims = _check_dims(dims)
   scale = check_positive("scale", scale, allow_zero=True)
   init = jax.nn.initializers.orthogonal(scale)
-  keys = jax.random.split(_check_key(key), len(dims) - 1)
+  keys = jax.random.split(check_key(key), len(dims) - 1)
   return tuple(init(k, (dims[j + 1], dims[j]), _dtype(dtype)) for j, k in enumerate(keys))
 
 
@@ -259,7 +244,7 @@ def with_determinant_sign(
   if sign not in (1, -1):
     raise ValueError(f"sign must be +1 or -1; got {sign!r}.")
   draw = by_name(name)
-  key = _check_key(key)
+  key = check_key(key)
   for i in range(max_draws):
     weights = draw(jax.random.fold_in(key, i), dims, std, dtype=dtype)
     if np.sign(np.linalg.det(np.asarray(end_to_end(weights), np.float64))) == sign:

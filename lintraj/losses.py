@@ -16,9 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lintraj.minibatch import _keys as check_key
 from lintraj.network import as_float_array, default_float_dtype
-from lintraj.validation import check_positive
+from lintraj.validation import check_key, check_positive
 
 __all__ = [
   "Loss",
@@ -470,7 +469,7 @@ def split(key, x, y, n_test: int):
     >>> traj.validation_loss.shape, bool(traj.validation_loss[-1] < 1e-3 * traj.validation_loss[0])
     ((4,), True)
   """
-  keys = check_key(key, None)
+  key = check_key(key)
   x, y = as_float_array(x, "x"), as_float_array(y, "y")
   if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
     raise ValueError(
@@ -485,7 +484,7 @@ def split(key, x, y, n_test: int):
       f"n_test must be an integer from 1 to m - 1 = {m - 1} (both sets non-empty); got "
       f"{n_test!r}. For a fraction f of the data use n_test=round(f * m)."
     )
-  perm = jax.random.permutation(jnp.asarray(keys), m)
+  perm = jax.random.permutation(key, m)
   test, train = perm[:n_test], perm[n_test:]
   return (x[train], y[train]), (x[test], y[test])
 

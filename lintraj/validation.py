@@ -7,10 +7,12 @@ import math
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
   "check_int",
+  "check_key",
   "check_positive",
   "check_lr",
   "check_stop_at_loss",
@@ -56,6 +58,27 @@ def check_positive(name: str, value, hint: str = "", *, allow_zero: bool = False
   if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
     raise ValueError(f"{name} must be {bound}; got {value}.{hint}")
   return value
+
+
+def check_key(key):
+  """``key`` if it is one PRNG key (a typed key of ``jax.random.key`` or a legacy uint32 array of
+  ``jax.random.PRNGKey``), else ValueError.
+
+  Example:
+    >>> import jax
+    >>> check_key(jax.random.PRNGKey(0)).shape
+    (2,)
+  """
+  dtype = getattr(key, "dtype", None)
+  if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and np.ndim(key) == 0:
+    return key
+  if dtype == jnp.uint32 and np.shape(key) == (2,):
+    return key
+  got = f"an array of shape {np.shape(key)} and dtype {dtype}" if dtype is not None else repr(key)
+  raise ValueError(
+    f"key must be one PRNG key, e.g. jax.random.PRNGKey(0) or jax.random.key(0); "
+    f"got {got}. Split a key per call with jax.random.split."
+  )
 
 
 def check_lr(lr) -> float:
