@@ -24,6 +24,7 @@ def test_there_are_notebooks():
     "minibatch-sgd",
     "sgd-stability",
     "implicit-regularization-norms",
+    "whitening-generalization",
   } <= names
 
 

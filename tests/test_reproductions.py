@@ -84,6 +84,7 @@ def test_registry_names_resolve_to_run_functions():
     "minibatch-sgd",
     "sgd-stability",
     "implicit-regularization-norms",
+    "whitening-generalization",
   } <= set(reproductions.names())
   for name in reproductions.names():
     assert callable(reproductions.get(name)), name

@@ -129,6 +129,14 @@ REGISTRY = {
     "vs 2/lr and the non-uniformity bound across lr and batch size; escape from sharp GD minima",
     _COMMON,
   ),
+  "whitening-generalization": Reproduction(
+    "lintraj.reproductions.whitening_generalization",
+    "run",
+    "Wadia et al. 2021: test loss with raw vs whitened inputs (fitted on train or train + test), "
+    "no generalization when d_0 >= n_train + n_test, Newton = GD on whitened inputs, damped "
+    "Newton, scikit-learn digits, early stopping",
+    _COMMON,
+  ),
 }
 
 
