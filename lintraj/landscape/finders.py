@@ -178,34 +178,42 @@ def _newton_mr_run(weights, loss, key, grad_tol, steps, minres_iterations):
     g = grad(x)
     return g @ g
 
-  def step(carry, t):
-    x, iterations = carry
+  def step(state):
+    t, x, squared, history = state
     g, matvec = jax.linearize(grad, x)
-    squared = g @ g
+    # MINRES: the least-squares solution of H p = -g over the Krylov space K_m(H, g), from the
+    # Lanczos relation H V_m = V_{m+1} Tbar_m (full reorthogonalisation).
+    basis, alphas, betas = _lanczos(matvec, g, m, jax.random.fold_in(key, t))
+    tbar = jnp.zeros((m + 1, m), flat.dtype).at[:m].set(_tridiagonal(alphas, betas))
+    tbar = tbar.at[m, m - 1].set(betas[-1])
+    coefficients = jnp.linalg.lstsq(tbar, -jnp.sqrt(squared) * rhs_unit)[0]
+    direction = basis[:m].T @ coefficients
+    slope = direction @ matvec(g)  # <p, H g> = -||H p||^2 <= 0
 
-    def newton(x):
-      # MINRES: the least-squares solution of H p = -g over the Krylov space K_m(H, g), from the
-      # Lanczos relation H V_m = V_{m+1} Tbar_m (full reorthogonalisation).
-      basis, alphas, betas = _lanczos(matvec, g, m, jax.random.fold_in(key, t))
-      tbar = jnp.zeros((m + 1, m), flat.dtype).at[:m].set(_tridiagonal(alphas, betas))
-      tbar = tbar.at[m, m - 1].set(betas[-1])
-      coefficients = jnp.linalg.lstsq(tbar, -jnp.sqrt(squared) * rhs_unit)[0]
-      direction = basis[:m].T @ coefficients
-      slope = direction @ matvec(g)  # <p, H g> = -||H p||^2 <= 0
+    def accept(a):
+      new = squared_norm(x + a * direction)
+      return jnp.isfinite(new) & (new <= squared + 2 * _ARMIJO * a * slope)
 
-      def accept(a):
-        new = squared_norm(x + a * direction)
-        return jnp.isfinite(new) & (new <= squared + 2 * _ARMIJO * a * slope)
+    a = _backtrack(accept, jnp.ones((), flat.dtype))
+    history = tuple(h.at[t].set(v) for h, v in zip(history, (f(x), squared, a)))
+    moved = x + a * direction
+    return t + 1, moved, squared_norm(moved), history
 
-      a = _backtrack(accept, jnp.ones((), flat.dtype))
-      return x + a * direction, a
+  def going(state):
+    t, _, squared, _ = state
+    return (t < steps) & ~(squared < grad_tol)  # a NaN norm goes on, as without a tolerance
 
-    stopped = squared < grad_tol
-    moved, a = lax.cond(stopped, lambda x: (x, jnp.zeros((), flat.dtype)), newton, x)
-    return (moved, iterations + jnp.where(stopped, 0, 1)), (f(x), squared, a)
-
-  (x, iterations), history = lax.scan(step, (flat, jnp.zeros((), jnp.int32)), jnp.arange(steps))
-  return _search_result(unravel, x, history, f(x), squared_norm(x), iterations)
+  empty = tuple(jnp.zeros((steps,), flat.dtype) for _ in range(3))
+  iterations, x, squared, history = lax.while_loop(
+    going, step, (jnp.zeros((), jnp.int32), flat, squared_norm(flat), empty)
+  )
+  # After a stop every entry repeats the stopped point, with step 0.
+  after = jnp.arange(steps) >= iterations
+  value = f(x)
+  history = tuple(
+    jnp.where(after, fill, h) for h, fill in zip(history, (value, squared, jnp.zeros_like(value)))
+  )
+  return _search_result(unravel, x, history, value, squared, iterations)
 
 
 def newton_mr(
@@ -230,8 +238,8 @@ def newton_mr(
   on :math:`\|g\|^2`). The MINRES step is computed from ``minres_iterations`` Lanczos steps with
   full reorthogonalisation and a dense least-squares solve of the small :math:`(m+1)\times m`
   tridiagonal system (minimum-norm, like MINRES-QLP on singular Hessians), matrix-free in
-  :math:`H`. Newton-MR is attracted to critical points of every index. One compiled ``lax.scan``;
-  vmappable.
+  :math:`H`. Newton-MR is attracted to critical points of every index. One compiled
+  ``lax.while_loop``; vmappable (vmapped, it runs until the last start stops).
 
   Stopping: from the first iterate with :math:`\|g_t\|^2 <` ``grad_tol`` the search stops (the
   point stays, later history entries repeat it, ``step_size`` is 0) and ``iterations`` counts the
