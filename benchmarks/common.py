@@ -75,7 +75,7 @@ def add_device_argument(parser):
 
 def require_device(device: str):
   """Run JAX on ``device``: ``cpu`` pins it to the CPU (before its first use); ``gpu`` exits with a
-  message (status 2) where JAX sees no GPU, so that no CPU number is ever filed as a GPU one."""
+  message (status 1) where JAX sees no GPU, so that no CPU number is ever filed as a GPU one."""
   if device == "cpu":
     jax.config.update("jax_platforms", "cpu")
     return
