@@ -60,6 +60,7 @@ def machine() -> dict:
     devices=[d.device_kind for d in jax.devices()],
     numpy=np.__version__,
     time=time.strftime("%Y-%m-%d %H:%M:%S"),
+    load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
   )
 
 
