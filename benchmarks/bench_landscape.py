@@ -123,7 +123,7 @@ def main(argv=None):
     )
   )
   print(
-    f"grad_tol {GRAD_TOL:g} reached after {payload['iterations_to_grad_tol']} iterations; "
+    f"grad_tol {GRAD_TOL:g}: {payload['iterations_to_grad_tol']} of {steps} iterations ran; "
     f"halvings per iteration at the floor: {payload['halvings_after_floor']}"
   )
   print(f"wrote {common.write('landscape', payload, args.quick)}")

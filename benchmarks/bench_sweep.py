@@ -11,7 +11,8 @@ scales x learning rates, one target, the same metrics recorded every ``record_ev
 Achieved throughput: ``weights_gbs`` counts the weights read and written once per lane-step
 (``2 P`` float32 values, ``P`` the parameters of one network: a lower bound on the traffic, the
 backward pass reads them again), against a streaming bandwidth measured in the same run
-(``x = a x + b`` over float32 arrays in one compiled ``fori_loop``, read and write counted):
+(``x = a x + b`` over float32 arrays in one compiled ``fori_loop``, read and write counted; and
+NumPy's in-place passes over 256 MiB for comparison):
 ``stream_gbs_same`` on an array the size of the sweep's weights (the cache level they live in),
 ``stream_gbs_dram`` on 256 MiB.
 
@@ -44,32 +45,39 @@ import lintraj as lt  # noqa: E402
 
 DIMS = {"N=3": (128, 32, 32, 1), "N=8": (128,) + (32,) * 7 + (1,)}
 LANES = (64, 256)
+LRS = np.geomspace(1e-3, 3e-2, 16)
 GPU_LANES = (256, 512, 1024, 2048, 4096, 8192)
 DRAM_BYTES = 256 * 2**20
 
 
 def stream_gbs(n_bytes: int, repeats: int) -> float:
   """GB/s of ``x = a x + b`` over ``n_bytes`` of float32 (one read and one write per element per
-  pass), passes in one compiled ``fori_loop`` lasting about 0.1 s or more."""
+  pass), in one compiled ``fori_loop`` of at least 16 passes lasting at least 0.2 s (so that the
+  fixed cost of a call, the copy of its input and the output's first touch, weighs little)."""
   x = jnp.ones((max(1, n_bytes // 4),), jnp.float32)
 
   @jax.jit
   def passes(x, count):
     return lax.fori_loop(0, count, lambda _, x: 0.999 * x + 0.001, x)
 
-  count = 1
-  while True:
-    jax.block_until_ready(passes(x, count))  # the count is traced: compiled once
-    started = time.perf_counter()
-    jax.block_until_ready(passes(x, count))
-    if time.perf_counter() - started > 0.1:
-      break
+  timed = lambda count: lambda: jax.block_until_ready(passes(x, count))
+  count = 16
+  while common.interleaved({"c": timed(count)}, 1)["c"] < 0.2:  # the count is traced
     count *= 4
-  seconds = common.interleaved({"s": lambda: jax.block_until_ready(passes(x, count))}, repeats)
-  return 2 * x.size * 4 * count / seconds["s"] / 1e9
+  seconds = common.interleaved({"c": timed(count)}, repeats)["c"]
+  return 2 * x.size * 4 * count / seconds / 1e9
 
 
-LRS = np.geomspace(1e-3, 3e-2, 16)
+def numpy_stream_gbs(n_bytes: int, repeats: int) -> float:
+  """The same passes in NumPy, in place (``multiply`` then ``add``: two reads and two writes)."""
+  x = np.ones(max(1, n_bytes // 4), np.float32)
+
+  def five():
+    for _ in range(5):
+      np.multiply(x, 0.999, out=x)
+      np.add(x, 0.001, out=x)
+
+  return 2 * 2 * x.nbytes * 5 / common.interleaved({"n": five}, repeats)["n"] / 1e9
 
 
 def sweep_problem(dims, lanes):
@@ -78,6 +86,11 @@ def sweep_problem(dims, lanes):
   weights, lrs, _ = lt.sweep.grid("balanced", dims, std=stds, lr=LRS)
   phi = np.random.default_rng(0).standard_normal((dims[-1], dims[0])).astype(np.float32)
   return weights, lrs, phi / np.linalg.norm(phi)
+
+
+def _ratio(rate, reference):
+  """``lintraj batched`` over ``reference``, None when the reference was not run."""
+  return rate["lintraj batched"] / rate[reference] if reference in rate else None
 
 
 def measure(
@@ -95,9 +108,10 @@ def measure(
   lt.gradient_descent(
     lane(0), loss, lr=lrs[0], steps=steps, record_every=record_every
   )  # compile once
-  reference_torch.run(
-    lane(0), phi, lr=float(lrs[0]), steps=record_every, record_every=record_every
-  )  # warm up
+  if torch_lanes:
+    reference_torch.run(
+      lane(0), phi, lr=float(lrs[0]), steps=record_every, record_every=record_every
+    )  # warm up
 
   def one_by_one():
     for b in range(sequential_lanes):
@@ -115,24 +129,20 @@ def measure(
     finally:
       torch.set_num_threads(default)
 
-  seconds = common.interleaved(
-    {
-      "batched": batched,
-      "one by one": one_by_one,
-      "torch": torch_one_by_one,
-      "torch 1t": lambda: torch_one_by_one(threads=1),
-    },
-    repeats,
-  )
+  runs = {"batched": batched, "one by one": one_by_one}
+  if torch_lanes:
+    runs.update(torch=torch_one_by_one, **{"torch 1t": lambda: torch_one_by_one(threads=1)})
+  seconds = common.interleaved(runs, repeats)
   bar = common.interleaved({"off": batched, "on": lambda: batched(True)}, progress_repeats)
   params = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
   stream_same = stream_gbs(lanes * params * 4, repeats)
   rate = {
     "lintraj batched": lanes * steps / seconds["batched"],
     "lintraj one by one": sequential_lanes * steps / seconds["one by one"],
-    "torch one by one": torch_lanes * steps / seconds["torch"],
-    "torch one by one, 1 thread": torch_lanes * steps / seconds["torch 1t"],
   }
+  if torch_lanes:
+    rate["torch one by one"] = torch_lanes * steps / seconds["torch"]
+    rate["torch one by one, 1 thread"] = torch_lanes * steps / seconds["torch 1t"]
   return dict(
     config=name,
     dims=list(dims),
@@ -146,8 +156,8 @@ def measure(
     sequential_lanes_timed=sequential_lanes,
     torch_lanes_timed=torch_lanes,
     steps_per_s={k: float(v) for k, v in rate.items()},
-    x_torch=rate["lintraj batched"] / rate["torch one by one"],
-    x_torch_1t=rate["lintraj batched"] / rate["torch one by one, 1 thread"],
+    x_torch=_ratio(rate, "torch one by one"),
+    x_torch_1t=_ratio(rate, "torch one by one, 1 thread"),
     x_one_by_one=rate["lintraj batched"] / rate["lintraj one by one"],
     params_per_lane=params,
     weights_gbs=rate["lintraj batched"] * 2 * params * 4 / 1e9,
@@ -158,6 +168,11 @@ def measure(
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (a smoke run)")
+  parser.add_argument(
+    "--no-torch",
+    action="store_true",
+    help="skip the PyTorch one-by-one loops (in this process, under load they take minutes)",
+  )
   common.add_device_argument(parser)
   args = parser.parse_args(argv)
   common.require_device(args.device)
@@ -170,6 +185,7 @@ def main(argv=None):
   if args.quick:
     lane_counts = lane_counts[:1]
   stream_dram = stream_gbs(DRAM_BYTES // (16 if args.quick else 1), repeats)
+  numpy_dram = numpy_stream_gbs(DRAM_BYTES // (16 if args.quick else 1), repeats)
   rows = []
   for name, dims in DIMS.items():
     for lanes in lane_counts:
@@ -182,12 +198,12 @@ def main(argv=None):
         repeats,
         progress_repeats,
         sequential_lanes=8,
-        torch_lanes=2,
+        torch_lanes=0 if args.no_torch else 2,
       )
       rows.append(row)
       print(
         f"{name} B={lanes}: batched {row['steps_per_s']['lintraj batched']:,.0f} steps/s, "
-        f"x torch {row['x_torch']:.1f} (1 thread: {row['x_torch_1t']:.1f}), "
+        f"x torch {row['x_torch']} (1 thread: {row['x_torch_1t']}), "
         f"x one by one {row['x_one_by_one']:.1f}, "
         f"progress {100 * row['progress_overhead']:+.1f}%, "
         f"weights {row['weights_gbs']:.1f} GB/s (stream {row['stream_gbs_same']:.1f})",
@@ -197,6 +213,7 @@ def main(argv=None):
     common.result_name("sweep", args.device),
     dict(
       stream_gbs_dram=stream_dram,
+      numpy_stream_gbs_dram=numpy_dram,
       torch=torch.__version__,
       torch_threads=torch.get_num_threads(),
       devices=[str(d) for d in jax.devices()],
@@ -209,8 +226,8 @@ def main(argv=None):
       config=f"{r['config']} B={r['lanes']}",
       batched=r["steps_per_s"]["lintraj batched"],
       one_by_one=r["steps_per_s"]["lintraj one by one"],
-      torch=r["steps_per_s"]["torch one by one"],
-      torch_1t=r["steps_per_s"]["torch one by one, 1 thread"],
+      torch=r["steps_per_s"].get("torch one by one"),
+      torch_1t=r["steps_per_s"].get("torch one by one, 1 thread"),
       x_torch=r["x_torch"],
       x_torch_1t=r["x_torch_1t"],
       x_one_by_one=r["x_one_by_one"],
@@ -240,7 +257,7 @@ def main(argv=None):
       ],
     )
   )
-  print(f"streaming bandwidth, 256 MiB: {stream_dram:.1f} GB/s")
+  print(f"streaming bandwidth, 256 MiB: {stream_dram:.1f} GB/s (NumPy in place {numpy_dram:.1f})")
   print(f"trajectory-steps/s, {steps} steps, record_every {record_every}; wrote {path}")
 
 

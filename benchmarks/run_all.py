@@ -388,12 +388,19 @@ def sweep_section(sweep, title):
     "",
     "Trajectory-steps per second of `lt.batch_gradient_descent` for the Figure 1 shapes "
     "(float32, records every 100 steps), against the same runs one by one with lintraj and "
-    "with a PyTorch eager loop (default threads and one thread, in this process), and the cost "
+    "with a PyTorch eager loop (default threads and one thread, in this process; blank where "
+    "the run used `--no-torch`: in this process, under load, that loop measures the contention "
+    "with XLA's threads more than torch), and the cost "
     "of the progress bar (`benchmarks/bench_sweep.py`). `weights_gbs`: the weights read and "
     "written once per lane-step (2 x parameters x 4 bytes, a lower bound on the traffic) at "
     "that rate; `stream_gbs_same`: a streaming `x = a x + b` over an array the size of the "
     "sweep's weights, measured in the same run (the cache level those weights live in)"
-    + (f"; on 256 MiB (main memory) it ran at {dram:.1f} GB/s." if dram else "."),
+    + (f"; on 256 MiB (main memory) it ran at {dram:.1f} GB/s" if dram else "")
+    + (
+      f" (NumPy's in-place passes: {sweep['numpy_stream_gbs_dram']:.1f} GB/s)."
+      if sweep.get("numpy_stream_gbs_dram")
+      else "."
+    ),
     "",
     common.table(
       rows,
