@@ -420,17 +420,24 @@ def sweep_section(sweep, title):
     "",
   ]
   if all("weights_gbs" in r for r in sweep["rows"]):
+    same = [r["weights_gbs"] / r["stream_gbs_same"] for r in sweep["rows"]]
     out += [
-      "At these shapes a sweep moves its weights at "
-      + ", ".join(
-        f"{r['config']} B={r['lanes']}: {r['weights_gbs'] / r['stream_gbs_same']:.0%}"
-        for r in sweep["rows"]
-      )
-      + " of the streaming rate of an array of their size: "
+      "At these shapes a sweep moves its weights (the lower bound above) at "
+      + ", ".join(f"{r['config']} B={r['lanes']}: {x:.0%}" for r, x in zip(sweep["rows"], same))
+      + " of the streaming rate of an array of their size"
       + (
-        "far from the bandwidth limit, so a sweep step is bound by per-operation cost "
-        "(small matmuls, the loop), not by moving the weights."
-        if max(r["weights_gbs"] / r["stream_gbs_same"] for r in sweep["rows"]) < 0.5
+        f" ({min(r['weights_gbs'] for r in sweep['rows']) / dram:.0%} to "
+        f"{max(r['weights_gbs'] for r in sweep['rows']) / dram:.0%} of the 256 MiB one)"
+        if dram
+        else ""
+      )
+      + ": "
+      + (
+        "far below the rate at which their cache level streams, so what limits a sweep step "
+        "here is not moving the weights but the per-operation cost of small matmuls and the "
+        "loop (an inference: the backward pass reads the weights again, so the real traffic "
+        "is a small multiple of this bound)."
+        if max(same) < 0.5
         else "near the bandwidth limit at the largest."
       ),
       "",
