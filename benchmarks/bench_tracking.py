@@ -1,7 +1,7 @@
 """Tracking throughput: steps/s of gradient descent recording every metric, against the loops
 researchers write (PyTorch eager, NumPy), and every singular-value candidate lintraj considered.
 
-Rows, all measured side by side in one process (repetitions interleaved, median kept):
+Rows, all measured side by side in one run (repetitions interleaved, median kept):
 
 - ``lintraj``: :func:`lintraj.gradient_descent` as shipped (default ``singular_values="batched"``;
   every run holds the OpenBLAS behind jaxlib's LAPACK to one thread,
@@ -9,8 +9,18 @@ Rows, all measured side by side in one process (repetitions interleaved, median 
 - ``lintraj, OpenBLAS default threads``: the same call with that hold disabled
   (``lintraj._engine.lapack_single_thread`` replaced by :func:`contextlib.nullcontext` for this row
   only): what the previous default cost, where XLA's threads and OpenBLAS's contend.
-- ``torch``, ``numpy``: :mod:`reference_torch`, :mod:`reference_numpy` with default threads, and
-  the same with one thread (``torch.set_num_threads(1)``; every OpenBLAS held to one thread).
+- ``floor``: the limit of exact per-step singular values, from two parts measured in the same
+  run: plain GD steps in one compiled scan (no record), and the record's singular values alone
+  (every layer and the end-to-end matrix, one batched LAPACK call per shape as a run makes it,
+  OpenBLAS on one thread); rate ``1 / (t_step + t_svds / record_every)``. ``x floor``: a row's rate
+  over it (1: nothing but the step and the SVDs).
+- ``numpy, T thread(s)``, ``torch, T thread(s)``: :mod:`reference_numpy`, :mod:`reference_torch`,
+  each in its own process (:mod:`reference_process`: no JAX, so no XLA threads, in it; the thread
+  count set through ``OMP/OPENBLAS/MKL_NUM_THREADS`` and ``torch.set_num_threads`` before the
+  loop starts), on T = 1 and 2 threads. A reference measures its sample while this process
+  waits; the rounds interleave all rows. ``--device gpu`` adds ``torch, 1 thread (cuda)``.
+- ``compile_s`` (``lintraj`` rows): the first call's time minus a steady call's: what a notebook
+  session pays once per shape.
 - ``cand: <name>`` (LAPACK on one thread, as the shipped runs hold it, so that thread contention
   does not drown the algorithms' differences): one compiled scan (this file's
   :func:`candidate_runner`, the same loss, update and :func:`lintraj.recording.record` fields) with
@@ -23,7 +33,8 @@ Rows, all measured side by side in one process (repetitions interleaved, median 
   sigma_exact| / sigma_max`` over every record and matrix, against ``cand: exact`` on the same
   weights.
 
-Usage: ``python benchmarks/bench_tracking.py [--quick]``.
+Usage: ``python benchmarks/bench_tracking.py [--quick] [--device gpu]`` (``results/tracking.json``;
+``tracking.gpu.json`` on a GPU).
 """
 
 from __future__ import annotations
@@ -32,8 +43,11 @@ import argparse
 import collections
 import contextlib
 import functools
+import importlib.util
 import os
+import statistics
 import sys
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -42,23 +56,14 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-import reference_numpy  # noqa: E402
 from common import lt  # noqa: E402
+from reference_process import Reference  # noqa: E402
 
 from lintraj import (
   _engine,  # noqa: E402
   recording,  # noqa: E402
 )
 from lintraj import singular_values as sv  # noqa: E402
-
-try:
-  import reference_torch
-except ImportError:  # torch is the optional `bench` extra
-  reference_torch = None
-try:
-  import threadpoolctl
-except ImportError:
-  threadpoolctl = None
 
 
 @contextlib.contextmanager
@@ -71,16 +76,6 @@ def openblas_default_threads():
     yield
   finally:
     _engine.lapack_single_thread = held
-
-
-@contextlib.contextmanager
-def torch_one_thread():
-  threads = reference_torch.torch.get_num_threads()
-  reference_torch.torch.set_num_threads(1)
-  try:
-    yield
-  finally:
-    reference_torch.torch.set_num_threads(threads)
 
 
 CONFIGS = ((4, 16), (8, 64), (8, 128), (16, 32))
@@ -209,8 +204,40 @@ def max_error(recs, exact) -> float:
   )
 
 
-def measure(depth, width, record_every, quick):
+def floor_runners(weights, loss, lr):
+  """Zero-argument timers of the floor's two parts: ``STEP_BLOCK`` plain GD steps (no record) in
+  one compiled scan, and ``SVD_BLOCK`` times the record's singular values (every layer and the
+  end-to-end matrix, :func:`lintraj.singular_values.singular_values` as a run computes them) in
+  another; each part's input depends on the previous iteration so that nothing is hoisted."""
+  value_and_grad = jax.value_and_grad(lambda ws: loss(lt.end_to_end(ws)))
+
+  @jax.jit
+  def steps(ws):
+    body = lambda ws, _: (tuple(w - lr * g for w, g in zip(ws, value_and_grad(ws)[1])), None)
+    return lax.scan(body, ws, None, length=STEP_BLOCK)[0]
+
+  @jax.jit
+  def svds(matrices):
+    def body(shift, _):
+      values = sv.singular_values(tuple(m + shift for m in matrices))
+      return shift + 1e-30 * values[0][0], None
+
+    return lax.scan(body, jnp.zeros((), matrices[0].dtype), None, length=SVD_BLOCK)[0]
+
+  matrices = tuple(weights) + (lt.end_to_end(weights),)
+  run_steps = lambda: jax.block_until_ready(steps(weights))
+  run_svds = lambda: jax.block_until_ready(svds(matrices))
+  run_steps(), run_svds()  # compile
+  return run_steps, run_svds
+
+
+STEP_BLOCK, SVD_BLOCK = 50, 20
+
+
+def measure(depth, width, record_every, quick, references, workdir):
   weights, phi = common.problem(depth, width)
+  problem = os.path.join(workdir, f"problem_{depth}_{width}.npz")
+  np.savez(problem, phi=phi, **{f"w{j}": w for j, w in enumerate(weights)})
   jweights, loss = tuple(jnp.asarray(w) for w in weights), lt.losses.target(phi)
   lr = jnp.asarray(common.LR, jnp.float32)
   jax_steps = record_every * 10  # per call; a sample repeats calls to last about `target`
@@ -231,6 +258,9 @@ def measure(depth, width, record_every, quick):
     steps_of[f"cand: {name}"] = jax_steps
   for name in CANDIDATES:
     errors[f"cand: {name}"] = max_error(outputs[name], outputs["exact"])
+  runs["floor: steps"], runs["floor: svds"] = floor_runners(jweights, loss, lr)
+  steps_of["floor: steps"], steps_of["floor: svds"] = STEP_BLOCK, SVD_BLOCK
+  contexts["floor: svds"] = sv.lapack_single_thread
 
   # One lintraj call should last about 0.3 s, so that its fixed per-call cost (argument checks,
   # tracing shapes) weighs on its rate about as it would on a researcher's long run.
@@ -245,29 +275,14 @@ def measure(depth, width, record_every, quick):
       )
     )
 
-  lintraj_run()  # compile
+  first_call = common.interleaved({"first": lintraj_run}, 1)["first"]  # compiles
   runs["lintraj"], steps_of["lintraj"] = lintraj_run, lintraj_steps
   default_threads = "lintraj, OpenBLAS default threads"
   runs[default_threads], steps_of[default_threads] = lintraj_run, lintraj_steps
   contexts[default_threads] = openblas_default_threads
-  if reference_torch is not None:
-    runs["torch"] = lambda: reference_torch.run(
-      weights, phi, lr=common.LR, steps=ref_steps, record_every=record_every
-    )
-    steps_of["torch"] = ref_steps
-    runs["torch, 1 thread"], steps_of["torch, 1 thread"] = runs["torch"], ref_steps
-    contexts["torch, 1 thread"] = torch_one_thread
-  runs["numpy"] = lambda: reference_numpy.run(
-    weights, phi, lr=common.LR, steps=ref_steps, record_every=record_every
-  )
-  steps_of["numpy"] = ref_steps
-  if threadpoolctl is not None:
-    runs["numpy, BLAS 1 thread"], steps_of["numpy, BLAS 1 thread"] = runs["numpy"], ref_steps
-    contexts["numpy, BLAS 1 thread"] = lambda: threadpoolctl.threadpool_limits(
-      limits=1, user_api="blas"
-    )
 
-  # Each sample runs an implementation `reps` times so that it lasts about `target` seconds.
+  # Each sample runs an implementation `reps` times so that it lasts about `target` seconds; a
+  # reference measures its own sample in its process while this one waits.
   target = 0.02 if quick else 0.15
 
   def sample(name, n):
@@ -279,19 +294,21 @@ def measure(depth, width, record_every, quick):
   for name in runs:
     once = common.interleaved({name: lambda name=name: sample(name, 1)}, 1)[name]
     reps[name] = max(1, int(round(target / max(once, 1e-6))))
-  samples = {name: functools.partial(sample, name, reps[name]) for name in runs}
-  seconds = common.interleaved(samples, 1 if quick else 3)
-  rate = {name: reps[name] * steps_of[name] / seconds[name] for name in runs}
+  rates = collections.defaultdict(list)
+  for _ in range(1 if quick else 3):
+    seconds = common.interleaved(
+      {name: functools.partial(sample, name, reps[name]) for name in runs}, 1
+    )
+    for name in runs:
+      rates[name].append(reps[name] * steps_of[name] / seconds[name])
+    for ref in references:
+      rates[ref.name].append(ref.sample(problem, common.LR, ref_steps, record_every, target))
+  rate = {name: statistics.median(r) for name, r in rates.items()}
+  step_s, svd_s = 1 / rate.pop("floor: steps"), 1 / rate.pop("floor: svds")
+  rate["floor"] = 1 / (step_s + svd_s / record_every)
   rows = []
-  first = [
-    "lintraj",
-    "lintraj, OpenBLAS default threads",
-    "torch",
-    "torch, 1 thread",
-    "numpy",
-    "numpy, BLAS 1 thread",
-  ]
-  for name in sorted(runs, key=lambda n: (first + [n]).index(n)):
+  first = ["lintraj", "floor", "lintraj, OpenBLAS default threads"] + [r.name for r in references]
+  for name in sorted(rate, key=lambda n: (first + [n]).index(n)):
     row = dict(
       depth=depth,
       width=width,
@@ -300,16 +317,19 @@ def measure(depth, width, record_every, quick):
       steps_per_s=rate[name],
       max_err=errors.get(name),
     )
-    for ref, key in (
-      ("torch", "x_torch"),
-      ("numpy", "x_numpy"),
-      ("torch, 1 thread", "x_torch_1t"),
-      ("numpy, BLAS 1 thread", "x_numpy_1t"),
-    ):
-      if ref in rate:
-        row[key] = rate[name] / rate[ref]
+    if name == "lintraj":
+      row["first_call_s"] = first_call
+      row["compile_s"] = first_call - lintraj_steps / rate[name]
+    if name == "floor":
+      row["step_us"], row["svds_us"] = 1e6 * step_s, 1e6 * svd_s
+    row["x_floor"] = rate[name] / rate["floor"]
+    for ref in references:
+      row[ref.column] = rate[name] / rate[ref.name]
     rows.append(row)
   return rows
+
+
+REFERENCE_THREADS = (1, 2)
 
 
 def main(argv=None):
@@ -321,36 +341,41 @@ def main(argv=None):
   )
   parser.add_argument("--configs", default=None, help="e.g. 4x16,8x128 (default: all)")
   parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+  common.add_device_argument(parser)
   args = parser.parse_args(argv)
-  global reference_torch
-  if args.no_torch:
-    reference_torch = None
+  common.require_device(args.device)
+  torch = not args.no_torch and importlib.util.find_spec("torch") is not None
   configs = (
     (CONFIGS[:1] if args.quick else CONFIGS)
     if args.configs is None
     else tuple(tuple(int(x) for x in c.split("x")) for c in args.configs.split(","))
   )
-  rows = []
-  for depth, width in configs:
-    for record_every in RECORD_EVERY:
-      rows += measure(depth, width, record_every, args.quick)
-      print(f"measured depth {depth} width {width} record_every {record_every}", flush=True)
-  columns = [
-    "depth",
-    "width",
-    "record_every",
-    "impl",
-    "steps_per_s",
-    "x_torch",
-    "x_numpy",
-    "x_torch_1t",
-    "x_numpy_1t",
-    "max_err",
+  references = [
+    Reference(impl, threads)
+    for impl in (("torch", "numpy") if torch else ("numpy",))
+    for threads in REFERENCE_THREADS
   ]
+  if torch and args.device == "gpu":
+    references.append(Reference("torch", 1, device="cuda"))
+  rows = []
+  try:
+    with tempfile.TemporaryDirectory() as workdir:
+      for depth, width in configs:
+        for record_every in RECORD_EVERY:
+          rows += measure(depth, width, record_every, args.quick, references, workdir)
+          print(f"measured depth {depth} width {width} record_every {record_every}", flush=True)
+  finally:
+    for ref in references:
+      ref.close()
+  columns = (
+    ["depth", "width", "record_every", "impl", "steps_per_s", "compile_s", "x_floor"]
+    + [ref.column for ref in references]
+    + ["max_err"]
+  )
   print(common.table(rows, columns))
   path = common.write(
-    "tracking",
-    dict(rows=rows, torch=reference_torch is not None, threadpoolctl=threadpoolctl is not None),
+    common.result_name("tracking", args.device),
+    dict(rows=rows, torch=torch, references=[ref.name for ref in references]),
     args.quick,
   )
   print(f"wrote {path}")

@@ -57,9 +57,45 @@ def machine() -> dict:
     python=platform.python_version(),
     jax=jax.__version__,
     backend=jax.default_backend(),
+    devices=[d.device_kind for d in jax.devices()],
     numpy=np.__version__,
     time=time.strftime("%Y-%m-%d %H:%M:%S"),
+    load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
   )
+
+
+def add_device_argument(parser):
+  """``--device cpu|gpu`` on a script's argument parser."""
+  parser.add_argument(
+    "--device",
+    choices=("cpu", "gpu"),
+    default="cpu",
+    help="where lintraj runs (gpu: results/<name>.gpu.json; refused without a GPU)",
+  )
+
+
+def require_device(device: str):
+  """Run JAX on ``device``: ``cpu`` pins it to the CPU (before its first use); ``gpu`` exits with a
+  message (status 1) where JAX sees no GPU, so that no CPU number is ever filed as a GPU one."""
+  if device == "cpu":
+    jax.config.update("jax_platforms", "cpu")
+    return
+  try:
+    gpus = jax.devices("gpu")
+  except RuntimeError:
+    gpus = []
+  if not gpus:
+    sys.exit(
+      "--device gpu: JAX sees no GPU here (devices: "
+      + ", ".join(str(d) for d in jax.devices())
+      + "). Run it on a machine with an NVIDIA GPU and a CUDA jaxlib "
+      '(pip install -U "jax[cuda12]"); nothing was measured.'
+    )
+
+
+def result_name(name: str, device: str) -> str:
+  """The results file of a benchmark on ``device``: ``name`` on the CPU, ``name.gpu`` on a GPU."""
+  return name if device == "cpu" else f"{name}.gpu"
 
 
 def write(name: str, payload: dict, quick: bool):

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 
 
-def run(weights, phi, *, lr: float, steps: int, record_every: int) -> dict:
+def run(weights, phi, *, lr: float, steps: int, record_every: int, device: str = "cpu") -> dict:
   """GD on ``1/2 ||W_N ... W_1 - phi||_F^2``; the records of lintraj's fields at steps 0, k, 2k,
-  ..."""
-  ws = [torch.tensor(np.asarray(w), requires_grad=True) for w in weights]
-  phi = torch.tensor(np.asarray(phi))
+  ... (tensors on ``device``, records copied back to the CPU)."""
+  ws = [torch.tensor(np.asarray(w), device=device, requires_grad=True) for w in weights]
+  phi = torch.tensor(np.asarray(phi), device=device)
   opt = torch.optim.SGD(ws, lr=lr)
   sigma_min_phi = torch.linalg.svdvals(phi)[-1]
   rec = {
@@ -48,7 +48,7 @@ def run(weights, phi, *, lr: float, steps: int, record_every: int) -> dict:
       opt.step()
   out = {k: np.asarray(rec[k]) for k in ("loss", "balancedness", "deficiency_margin", "grad_norm")}
   out["layer_singular_values"] = tuple(
-    torch.stack(s).numpy() for s in zip(*rec["layer_singular_values"])
+    torch.stack(s).cpu().numpy() for s in zip(*rec["layer_singular_values"])
   )
-  out["end_to_end_singular_values"] = torch.stack(rec["end_to_end_singular_values"]).numpy()
+  out["end_to_end_singular_values"] = torch.stack(rec["end_to_end_singular_values"]).cpu().numpy()
   return out

@@ -1,8 +1,10 @@
 """Run every benchmark (each in its own process) and regenerate benchmarks/README.md from
 benchmarks/results/*.json.
 
-Usage: ``python benchmarks/run_all.py [--quick] [--readme-only]``. A --quick run writes
-``results/*.quick.json`` and leaves README.md alone.
+Usage: ``python benchmarks/run_all.py [--quick] [--readme-only] [--only NAME,...] [--device gpu]``.
+A --quick run writes ``results/*.quick.json`` and leaves README.md alone. ``--device gpu`` runs the
+tracking and sweep benchmarks on the GPU (``results/*.gpu.json``, README section "GPU"); it
+refuses, measuring nothing, where JAX sees no GPU.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ SCRIPTS = (
   "bench_memory",
   "bench_sweep",
   "bench_levers",
+  "bench_landscape",
 )
+GPU_SCRIPTS = ("bench_tracking", "bench_sweep")
 RESULT_OF = dict(
   bench_tracking="tracking",
   bench_bare_step="bare_step",
@@ -32,6 +36,7 @@ RESULT_OF = dict(
   bench_memory="memory",
   bench_sweep="sweep",
   bench_levers="levers",
+  bench_landscape="landscape",
 )
 
 
@@ -43,17 +48,27 @@ def load(name):
     return json.load(f)
 
 
-def tracking_section(res):
+def _reference_columns(rows):
+  """The ``x_<impl>_<T>t`` ratio columns present in ``rows``, in a fixed order."""
+  present = {k for r in rows for k in r if k.startswith("x_") and k != "x_floor"}
+  return sorted(present, key=lambda k: ("numpy" in k, "cuda" in k, k))
+
+
+def tracking_section(res, title="## 1. Tracking throughput"):
   rows = res["rows"]
   out = [
-    "## 1. Tracking throughput",
+    title,
     "",
     "Steps/s of gradient descent recording loss, balancedness, deficiency margin, gradient norm "
     "and every layer's and the end-to-end singular values (float32, equal widths, "
-    "orthogonal init). `x torch` / `x numpy`: ratio to the PyTorch eager loop "
-    "(`reference_torch.py`) and the NumPy loop (`reference_numpy.py`) measured in the same run, "
-    "`x torch 1t` / `x numpy 1t` to the same loops on one thread (`torch.set_num_threads(1)`; "
-    "OpenBLAS held to one thread). "
+    "orthogonal init). `x torch 1t` / `x torch 2t` / `x numpy 1t` / `x numpy 2t`: ratio to the "
+    "PyTorch eager loop (`reference_torch.py`) and the NumPy loop (`reference_numpy.py`) on 1 "
+    "and 2 threads, each in a process of its own (`reference_process.py`: no JAX in it; threads "
+    "set before it starts), measured in the same run, rounds interleaved. `floor`: the GD step "
+    "alone plus the record's singular values alone (one batched LAPACK call per shape, as a run "
+    "makes them), measured in the same run: the limit of exact per-step singular values; "
+    "`x floor` a row's rate over it. `compile_s`: the `lintraj` row's first call minus a steady "
+    "call (paid once per shape in a session). "
     "`lintraj` is `lt.gradient_descent` as shipped (it holds the OpenBLAS behind jaxlib's LAPACK "
     "to one thread while its loop runs); `lintraj, OpenBLAS default threads` the same call "
     "with that hold disabled (the previous default); `cand: *` rows "
@@ -69,16 +84,9 @@ def tracking_section(res):
     out += [
       common.table(
         sub,
-        [
-          "config",
-          "impl",
-          "steps_per_s",
-          "x_torch",
-          "x_numpy",
-          "x_torch_1t",
-          "x_numpy_1t",
-          "max_err",
-        ],
+        ["config", "impl", "steps_per_s", "compile_s", "x_floor"]
+        + _reference_columns(rows)
+        + ["max_err"],
       ),
       "",
     ]
@@ -92,10 +100,10 @@ def goals(tracking, bare, compile_):
     # The shipped `lintraj` row, against the references on their default threads and on one thread.
     pairings = (
       (
-        "x_torch",
-        "x_numpy",
-        "the PyTorch loop on its default threads",
-        "the PyTorch and NumPy loops on their default threads",
+        "x_torch_2t",
+        "x_numpy_2t",
+        "the PyTorch loop on 2 threads",
+        "the PyTorch and NumPy loops on 2 threads",
       ),
       (
         "x_torch_1t",
@@ -220,8 +228,56 @@ def what_the_tables_say(tracking, levers):
         + ". On this shared 2-core CPU, OpenBLAS's threads inside each SVD call contend "
         "with XLA's, how much depends on what else runs: at (8, 128) the hold gave 6.65x at "
         "record_every=1 and 22.1x at 10 in a run under load earlier the same day, and about "
-        "1.1-1.5x on an idle machine. The same holds for the references (compare `torch` "
-        "with `torch, 1 thread`, `numpy` with `numpy, BLAS 1 thread`)."
+        "1.1-1.5x on an idle machine."
+      )
+    floor = [
+      f"{(r['depth'], r['width'])} k={r['record_every']}: {r['x_floor']:.2f}"
+      for r in tracking["rows"]
+      if r["impl"] == "lintraj" and r.get("x_floor") is not None
+    ]
+    if floor:
+      out.append(
+        "- How close a run is to the limit of exact per-step singular values (`lintraj` over "
+        "`floor`, the GD step alone plus the record's SVDs alone, measured in the same run): "
+        + "; ".join(floor)
+        + ". What is left is the loop, the other metrics (balancedness, deficiency margin, "
+        "gradient norm) and the per-call bookkeeping."
+      )
+    one = {
+      (r["depth"], r["width"]): r
+      for r in tracking["rows"]
+      if r["impl"] == "lintraj" and r["record_every"] == 1
+    }
+    if any("x_torch_1t" in r for r in one.values()):
+      spread = [
+        two / single
+        for impl in ("torch", "numpy")
+        for k in sorted({r["record_every"] for r in tracking["rows"]})
+        for d, w in configs
+        for two, single in [
+          (
+            _rate(tracking, d, w, k, f"{impl}, 2 threads"),
+            _rate(tracking, d, w, k, f"{impl}, 1 thread"),
+          )
+        ]
+        if two and single
+      ]
+      out.append(
+        "- Why the ratios to PyTorch published before (4.74x at (8, 128) and 10.3x at (4, 16), "
+        "record_every=1) did not reproduce (issue 15 measured 1.0-1.4x and 3.4-6x side by "
+        "side): that table's torch loop ran in lintraj's process on its default threads, and in "
+        "that run it managed 34.5 steps/s at (8, 128) against 93 on one thread: the ratio "
+        "measured thread contention on 2 cores, not torch. Each reference now runs in a process "
+        "of its own on a fixed thread count. In this run, `lintraj` over the torch loop on one "
+        "thread at record_every=1: "
+        + "; ".join(f"{c}: {r['x_torch_1t']:.2f}x" for c, r in one.items())
+        + "; over the NumPy loop on one thread: "
+        + "; ".join(f"{c}: {r['x_numpy_1t']:.2f}x" for c, r in one.items())
+        + ". A reference's second thread changed its rate by "
+        + f"{min(spread):.2g}x to {max(spread):.2g}x in this run: on a shared 2-core machine with "
+        "other jobs running a second thread oversubscribes the cores and the BLAS threads "
+        "spin, so the 2-thread columns measure the machine's load as much as the loop; quote "
+        "the 1-thread ones."
       )
     errs = {r["impl"]: r["max_err"] for r in tracking["rows"] if r.get("max_err") is not None}
     gram = [
@@ -324,8 +380,142 @@ def what_the_tables_say(tracking, levers):
   return out
 
 
+def sweep_section(sweep, title):
+  rows = [dict(r, lanes_x_steps_per_s=r["steps_per_s"]["lintraj batched"]) for r in sweep["rows"]]
+  dram = sweep.get("stream_gbs_dram")
+  out = [
+    title,
+    "",
+    "Trajectory-steps per second of `lt.batch_gradient_descent` for the Figure 1 shapes "
+    "(float32, records every 100 steps), against the same runs one by one with lintraj and "
+    "with a PyTorch eager loop (default threads and one thread, in this process; blank where "
+    "the run used `--no-torch`: in this process, under load, that loop measures the contention "
+    "with XLA's threads more than torch), and the cost "
+    "of the progress bar (`benchmarks/bench_sweep.py`). `weights_gbs`: the weights read and "
+    "written once per lane-step (2 x parameters x 4 bytes, a lower bound on the traffic) at "
+    "that rate; `stream_gbs_same`: a streaming `x = a x + b` over an array the size of the "
+    "sweep's weights, measured in the same run (the cache level those weights live in)"
+    + (f"; on 256 MiB (main memory) it ran at {dram:.1f} GB/s" if dram else "")
+    + (
+      f" (NumPy's in-place passes: {sweep['numpy_stream_gbs_dram']:.1f} GB/s)."
+      if sweep.get("numpy_stream_gbs_dram")
+      else "."
+    ),
+    "",
+    common.table(
+      rows,
+      [
+        "config",
+        "lanes",
+        "steps",
+        "lanes_x_steps_per_s",
+        "x_torch",
+        "x_torch_1t",
+        "x_one_by_one",
+        "progress_overhead",
+        "weights_gbs",
+        "stream_gbs_same",
+      ],
+    ),
+    "",
+  ]
+  if all("weights_gbs" in r for r in sweep["rows"]):
+    same = [r["weights_gbs"] / r["stream_gbs_same"] for r in sweep["rows"]]
+    out += [
+      "At these shapes a sweep moves its weights (the lower bound above) at "
+      + ", ".join(f"{r['config']} B={r['lanes']}: {x:.0%}" for r, x in zip(sweep["rows"], same))
+      + " of the streaming rate of an array of their size"
+      + (
+        f" ({min(r['weights_gbs'] for r in sweep['rows']) / dram:.0%} to "
+        f"{max(r['weights_gbs'] for r in sweep['rows']) / dram:.0%} of the 256 MiB one)"
+        if dram
+        else ""
+      )
+      + ": "
+      + (
+        "far below the rate at which their cache level streams, so what limits a sweep step "
+        "here is not moving the weights but the per-operation cost of small matmuls and the "
+        "loop (an inference: the backward pass reads the weights again, so the real traffic "
+        "is a small multiple of this bound)."
+        if max(same) < 0.5
+        else "near the bandwidth limit at the largest."
+      ),
+      "",
+    ]
+  return out
+
+
+def landscape_section(res):
+  return [
+    "## 8. Newton-MR on the 16-4 autoencoder",
+    "",
+    f"`lt.landscape.newton_mr` (Krylov dimension {res['minres_iterations']}, float64) from one "
+    f"Gaussian start of the critical-points study's autoencoder {tuple(res['dims'])}, "
+    f"{res['rows'][0]['steps']} iterations, {res['repeats']} interleaved repeats, median "
+    "(`bench_landscape.py`). `cpu_ms_per_iteration` is this process's CPU time (all threads, "
+    "spinning ones included). `OpenBLAS default threads (before)` is the call without the hold "
+    "of LAPACK's OpenBLAS to one thread (the behaviour before); `grad_tol` stops at the first "
+    f"iterate with squared gradient norm below it ({res['iterations_to_grad_tol']} iterations "
+    "here; per iteration that ran, and the whole call against a full shipped call).",
+    "",
+    common.table(
+      res["rows"],
+      [
+        "case",
+        "steps",
+        "iterations",
+        "ms_per_iteration",
+        "cpu_ms_per_iteration",
+        "x_shipped_call",
+      ],
+    ),
+    "",
+    "The anomaly of issue 15 (1.8 to 87 ms per iteration for identical calls, 49-51 ms in one "
+    "process and 1.8-5.1 ms in another): the least-squares solve of each iteration "
+    "(`jnp.linalg.lstsq` on the 51 x 50 tridiagonal system) calls LAPACK through jaxlib, "
+    "whose OpenBLAS starts threads that spin and contend with XLA's on the 2 cores; how badly "
+    "depends on what else runs, hence the spread between processes. Not denormals (XLA's "
+    "compiled code flushes them to zero: a jitted `1e-300 * 1e-10` in float64 returns 0), not a "
+    "retrace (the loss is a pytree with a module-level function), not the line search: once "
+    "`||g||^2` reaches its rounding floor the search halves the step "
+    f"{res['halvings_after_floor']:.0f} times per iteration (each a gradient, cheap against the "
+    "50 Hessian-vector products), accepting a step too small to move the point. "
+    "`newton_mr` and `damped_newton` now hold the OpenBLAS to one thread as every run does, "
+    "and `grad_tol=` ends the search (one `lax.while_loop`) before those wasted iterations."
+    if res.get("halvings_after_floor")
+    else "",
+    "",
+  ]
+
+
+def gpu_section():
+  tracking, sweep = load("tracking.gpu"), load("sweep.gpu")
+  out = ["## 7. GPU", ""]
+  if not tracking and not sweep:
+    return out + [
+      "Not measured yet: no GPU was available to the sessions that ran these. On a machine "
+      "with an NVIDIA GPU and a CUDA jaxlib, `python benchmarks/run_all.py --device gpu` "
+      "measures the tracking table and the sweep throughput at B = 256 to 8192 lanes "
+      "(`results/*.gpu.json`) and regenerates this section; without a GPU it refuses and "
+      "measures nothing.",
+      "",
+    ]
+  some = tracking or sweep
+  out += [
+    f"Measured on {', '.join(sorted(set(some['machine']['devices'])))} (jax "
+    f"{some['machine']['jax']}), at {some['machine']['time']}, by "
+    "`python benchmarks/run_all.py --device gpu`.",
+    "",
+  ]
+  if tracking:
+    out += tracking_section(tracking, "### GPU: tracking throughput")
+  if sweep:
+    out += sweep_section(sweep, "### GPU: sweeps")
+  return out
+
+
 def readme():
-  tracking, bare, compile_, memory, sweep, levers = (load(RESULT_OF[s]) for s in SCRIPTS)
+  tracking, bare, compile_, memory, sweep, levers, landscape = (load(RESULT_OF[s]) for s in SCRIPTS)
   some = next((r for r in (tracking, bare, compile_, memory) if r), None)
   out = [
     "# lintraj benchmarks",
@@ -336,14 +526,21 @@ def readme():
     "",
     "**Absolute times vary**: these machines are shared (2 CPU cores, other jobs running), so "
     "only ratios measured side by side in one run mean much: every script interleaves the "
-    "repetitions of the implementations it compares and keeps the median.",
+    "repetitions of the implementations it compares and keeps the median. Each script records "
+    "when it ran (its JSON's `machine.time`); a section may come from a later run than "
+    "another.",
     "",
   ]
   if some:
     m = some["machine"]
     out += [
       f"Measured on: {m['processor']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, "
-      f"jax {m['jax']} ({m['backend']}), numpy {m['numpy']}, at {m['time']}.",
+      f"jax {m['jax']} ({m['backend']}), numpy {m['numpy']}, at {m['time']}"
+      + (
+        f", load average {m['load_average'][0]:.1f} at the end of the run."
+        if m.get("load_average")
+        else "."
+      ),
       "",
     ]
   out += goals(tracking, bare, compile_)
@@ -390,30 +587,7 @@ def readme():
       "",
     ]
   if sweep:
-    rows = [dict(r, lanes_x_steps_per_s=r["steps_per_s"]["lintraj batched"]) for r in sweep["rows"]]
-    out += [
-      "## 5. Sweeps",
-      "",
-      "Trajectory-steps per second of `lt.batch_gradient_descent` for the Figure 1 shapes "
-      "(float32, records every 100 steps), against the same runs one by one with lintraj and "
-      "with a PyTorch eager loop (default threads and one thread), and the cost of the "
-      "progress bar (`benchmarks/bench_sweep.py`).",
-      "",
-      common.table(
-        rows,
-        [
-          "config",
-          "lanes",
-          "steps",
-          "lanes_x_steps_per_s",
-          "x_torch",
-          "x_torch_1t",
-          "x_one_by_one",
-          "progress_overhead",
-        ],
-      ),
-      "",
-    ]
+    out += sweep_section(sweep, "## 5. Sweeps")
   if levers:
     out += [
       "## 6. Levers at small sizes",
@@ -434,14 +608,9 @@ def readme():
       ),
       "",
     ]
-  out += [
-    "## 7. GPU",
-    "",
-    "Not measured: no GPU was available to the session that ran these. On a GPU the absolute "
-    "steps/s of these tables are "
-    "meaningful and batched sweeps are the case to measure.",
-    "",
-  ]
+  out += gpu_section()
+  if landscape:
+    out += landscape_section(landscape)
   with open(os.path.join(HERE, "README.md"), "w") as f:
     f.write("\n".join(out))
 
@@ -452,12 +621,21 @@ def main(argv=None):
     "--quick", action="store_true", help="smoke-run every script; README untouched"
   )
   parser.add_argument("--readme-only", action="store_true", help="only regenerate README.md")
+  parser.add_argument("--only", default=None, help="comma-separated scripts, e.g. bench_sweep")
+  common.add_device_argument(parser)
   args = parser.parse_args(argv)
+  scripts = SCRIPTS if args.device == "cpu" else GPU_SCRIPTS
+  if args.only:
+    scripts = tuple(s for s in scripts if s in args.only.split(","))
+  if args.device == "gpu" and not args.readme_only:
+    common.require_device("gpu")  # exits, measuring nothing, without a GPU
   if not args.readme_only:
-    for script in SCRIPTS:
+    for script in scripts:
       print(f"== {script}", flush=True)
       subprocess.run(
-        [sys.executable, os.path.join(HERE, f"{script}.py")] + (["--quick"] if args.quick else []),
+        [sys.executable, os.path.join(HERE, f"{script}.py")]
+        + (["--quick"] if args.quick else [])
+        + (["--device", "gpu"] if args.device == "gpu" else []),
         check=True,
       )
   if not args.quick:

@@ -49,9 +49,17 @@ def test_tracking_benchmark_quick(tmp_path, monkeypatch):
   monkeypatch.setattr(common, "RESULTS", str(tmp_path))
   rows = bench_tracking.main(["--quick", "--no-torch"])
   impls = {r["impl"]: r for r in rows if r["record_every"] == 1}
-  assert {"lintraj", "numpy", "cand: exact", "cand: batched", "cand: gram", "cand: tracked"} <= set(
-    impls
-  )
+  assert {
+    "lintraj",
+    "floor",
+    "numpy, 1 thread",
+    "numpy, 2 threads",
+    "cand: exact",
+    "cand: batched",
+    "cand: gram",
+    "cand: tracked",
+  } <= set(impls)
   assert all(r["steps_per_s"] > 0 for r in rows)
   assert impls["cand: batched"]["max_err"] <= 1e-5
+  assert impls["lintraj"]["first_call_s"] > 0 and impls["floor"]["x_floor"] == 1
   assert os.path.exists(tmp_path / "tracking.quick.json")

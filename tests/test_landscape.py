@@ -281,6 +281,38 @@ def test_each_finder_recovers_a_known_saddle_from_a_nearby_start(x64, finder, se
   assert np.linalg.norm(e2e - target) < 1e-4
   assert float(out.loss[-1]) == pytest.approx(float(points.loss[k]), abs=1e-8)
   assert int(landscape.classify(out.point, loss).num_negative) == points.num_negative[k]
+  assert int(out.iterations) == settings["steps"]
+
+
+def _numpy_squared_grad_norm(ws, cov):
+  """||grad||^2 of the autoencoder loss 1/2 tr((I - W) cov (I - W)^T), from the NumPy gradient
+  (dL/dW = (W - I) cov)."""
+  cov = np.asarray(cov)
+  theta = _flat(ws)
+  g = _numpy_gradient(theta, [w.shape for w in ws], lambda w: (w - np.eye(len(cov))) @ cov)
+  return float(g @ g)
+
+
+def test_newton_mr_stops_at_the_first_iterate_below_grad_tol_and_counts_the_iterations(x64):
+  """With grad_tol the search stops at the first iterate whose squared gradient norm (checked here
+  with the NumPy gradient) is below it: the run of `iterations - 1` steps is still above it, the
+  stopped point is below it, and every later entry repeats the stopped point with step 0."""
+  cov = _covariance([2.0, 1.4, 0.9, 0.5], seed=1)
+  _, _, start, loss = _near_saddle(depth=2)
+  tol, steps = 1e-10, 12  # ||g||^2 along the way: 1e-4, 4e-10, 1e-17, then the floor 1e-24
+  out = landscape.newton_mr(start, loss, steps=steps, grad_tol=tol)
+  ran = int(out.iterations)
+  assert 1 < ran < steps
+  assert _numpy_squared_grad_norm(out.point, cov) < tol
+  before = landscape.newton_mr(start, loss, steps=ran - 1)
+  assert _numpy_squared_grad_norm(before.point, cov) >= tol
+  np.testing.assert_allclose(_flat(out.point), _flat(before.point), atol=1e-3)
+  np.testing.assert_array_equal(out.step_size[ran:], 0.0)
+  assert np.all(np.asarray(out.step_size[:ran]) > 0)
+  np.testing.assert_array_equal(out.squared_grad_norm[ran:], out.squared_grad_norm[ran])
+  np.testing.assert_array_equal(out.loss[ran:], out.loss[ran])
+  free = landscape.newton_mr(start, loss, steps=steps)  # no tolerance: every step runs
+  assert int(free.iterations) == steps and float(free.squared_grad_norm[-1]) < tol
 
 
 def test_newton_mr_at_depth3_and_vmapped_over_starts(x64):
@@ -290,6 +322,12 @@ def test_newton_mr_at_depth3_and_vmapped_over_starts(x64):
   assert out.squared_grad_norm.shape == (2, 16)
   assert np.all(np.asarray(out.squared_grad_norm[:, -1]) < 1e-10)
   np.testing.assert_allclose(out.loss[:, -1], points.loss[k], atol=1e-8)
+  early = jax.vmap(lambda ws: landscape.newton_mr(ws, loss, steps=15, grad_tol=1e-12))(starts)
+  ran = np.asarray(early.iterations)
+  assert ran.shape == (2,) and np.all(ran < 15)
+  for lane in range(2):
+    squared = np.asarray(early.squared_grad_norm[lane])
+    assert squared[ran[lane]] < 1e-12 and np.all(squared[: ran[lane]] >= 1e-12)
 
 
 def test_gradient_norm_descent_stalls_at_a_gradient_flat_point_and_the_diagnostic_flags_it(x64):
@@ -387,6 +425,7 @@ def test_study_matches_found_points_to_the_nearest_analytic_point(x64):
     (lambda ws, loss: landscape.hvp(ws, loss, jnp.ones(3)), "flat vector of shape"),
     (lambda ws, loss: landscape.classify(ws, loss, grad_tol=-1.0), "grad_tol"),
     (lambda ws, loss: landscape.newton_mr(ws, loss, steps=-1), "steps must be"),
+    (lambda ws, loss: landscape.newton_mr(ws, loss, steps=5, grad_tol=-1.0), "grad_tol"),
     (
       lambda ws, loss: landscape.damped_newton(ws, loss, steps=5, lr=2.0),
       "fraction of the Newton step",

@@ -31,6 +31,7 @@ from lintraj._curvature import (
   _num_params,
   _tridiagonal,
 )
+from lintraj.singular_values import lapack_single_thread
 from lintraj.validation import check_int, check_positive
 
 __all__ = ["CriticalPointSearch", "gradient_norm_descent", "newton_mr", "damped_newton"]
@@ -52,13 +53,17 @@ class CriticalPointSearch(NamedTuple):
     point: the final weights ``(W_1, ..., W_N)``.
     loss: ``(steps + 1,)`` :math:`L^N` at every iterate (the start first).
     squared_grad_norm: ``(steps + 1,)`` :math:`\|\nabla_\theta L^N\|^2` at every iterate.
-    step_size: ``(steps,)`` the step length taken (0 where the line search found no decrease).
+    step_size: ``(steps,)`` the step length taken (0 where the line search found no decrease, and
+      after a stop).
+    iterations: how many iterations ran: ``steps``, or fewer where a stopping tolerance stopped
+      the search (:func:`newton_mr`'s ``grad_tol``; later entries repeat the last iterate).
   """
 
   point: tuple
   loss: Any
   squared_grad_norm: Any
   step_size: Any
+  iterations: Any
 
 
 def _backtrack(accept, trial):
@@ -76,13 +81,21 @@ def _backtrack(accept, trial):
   return jnp.where(ok, step, jnp.zeros_like(step))
 
 
-def _search_result(unravel, x, history, final_value, final_squared):
+def _held(run, *args):
+  """``run(*args)`` to completion with LAPACK's OpenBLAS on one thread (see
+  :func:`lintraj.singular_values.lapack_single_thread`)."""
+  with lapack_single_thread():
+    return jax.block_until_ready(run(*args))
+
+
+def _search_result(unravel, x, history, final_value, final_squared, iterations=None):
   values, squared, steps = history
   return CriticalPointSearch(
     point=unravel(x),
     loss=jnp.concatenate([values, final_value[None]]),
     squared_grad_norm=jnp.concatenate([squared, final_squared[None]]),
     step_size=steps,
+    iterations=jnp.asarray(steps.shape[0] if iterations is None else iterations, jnp.int32),
   )
 
 
@@ -155,7 +168,7 @@ def gradient_norm_descent(weights, loss, *, steps: int, lr: float = 1.0) -> Crit
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "minres_iterations"))
-def _newton_mr_run(weights, loss, key, steps, minres_iterations):
+def _newton_mr_run(weights, loss, key, grad_tol, steps, minres_iterations):
   flat, unravel, f = _flat_loss(weights, loss)
   grad = jax.grad(f)
   m = minres_iterations
@@ -165,9 +178,9 @@ def _newton_mr_run(weights, loss, key, steps, minres_iterations):
     g = grad(x)
     return g @ g
 
-  def step(x, t):
+  def step(state):
+    t, x, squared, history = state
     g, matvec = jax.linearize(grad, x)
-    squared = g @ g
     # MINRES: the least-squares solution of H p = -g over the Krylov space K_m(H, g), from the
     # Lanczos relation H V_m = V_{m+1} Tbar_m (full reorthogonalisation).
     basis, alphas, betas = _lanczos(matvec, g, m, jax.random.fold_in(key, t))
@@ -182,14 +195,35 @@ def _newton_mr_run(weights, loss, key, steps, minres_iterations):
       return jnp.isfinite(new) & (new <= squared + 2 * _ARMIJO * a * slope)
 
     a = _backtrack(accept, jnp.ones((), flat.dtype))
-    return x + a * direction, (f(x), squared, a)
+    history = tuple(h.at[t].set(v) for h, v in zip(history, (f(x), squared, a)))
+    moved = x + a * direction
+    return t + 1, moved, squared_norm(moved), history
 
-  x, history = lax.scan(step, flat, jnp.arange(steps))
-  return _search_result(unravel, x, history, f(x), squared_norm(x))
+  def going(state):
+    t, _, squared, _ = state
+    return (t < steps) & ~(squared < grad_tol)  # a NaN norm goes on, as without a tolerance
+
+  empty = tuple(jnp.zeros((steps,), flat.dtype) for _ in range(3))
+  iterations, x, squared, history = lax.while_loop(
+    going, step, (jnp.zeros((), jnp.int32), flat, squared_norm(flat), empty)
+  )
+  # After a stop every entry repeats the stopped point, with step 0.
+  after = jnp.arange(steps) >= iterations
+  value = f(x)
+  history = tuple(
+    jnp.where(after, fill, h) for h, fill in zip(history, (value, squared, jnp.zeros_like(value)))
+  )
+  return _search_result(unravel, x, history, value, squared, iterations)
 
 
 def newton_mr(
-  weights, loss, *, steps: int, minres_iterations: int | None = None, key=None
+  weights,
+  loss,
+  *,
+  steps: int,
+  minres_iterations: int | None = None,
+  grad_tol: float | None = None,
+  key=None,
 ) -> CriticalPointSearch:
   r"""Find a critical point with Newton-MR: MINRES Newton directions, line search on
   :math:`\|g\|^2`.
@@ -204,15 +238,28 @@ def newton_mr(
   on :math:`\|g\|^2`). The MINRES step is computed from ``minres_iterations`` Lanczos steps with
   full reorthogonalisation and a dense least-squares solve of the small :math:`(m+1)\times m`
   tridiagonal system (minimum-norm, like MINRES-QLP on singular Hessians), matrix-free in
-  :math:`H`. Newton-MR is attracted to critical points of every index. One compiled ``lax.scan``;
-  vmappable.
+  :math:`H`. Newton-MR is attracted to critical points of every index. One compiled
+  ``lax.while_loop``; vmappable (vmapped, it runs until the last start stops).
+
+  Stopping: from the first iterate with :math:`\|g_t\|^2 <` ``grad_tol`` the search stops (the
+  point stays, later history entries repeat it, ``step_size`` is 0) and ``iterations`` counts the
+  iterations that ran. Without it, the iterations past the rounding floor of :math:`\|g\|^2`
+  (about :math:`10^{-30}` for :math:`O(1)` weights in float64) find no decrease and halve the
+  step about 40 times each before a step too small to move the point is accepted.
+
+  The least-squares solve calls LAPACK: the call holds the OpenBLAS behind it to one thread
+  (:func:`lintraj.singular_values.lapack_single_thread`, as every run does), since its threads
+  only contend with XLA's. Inside your own ``jax.jit`` or ``jax.vmap`` the hold covers tracing
+  only: wrap the call that runs it in ``with lt.singular_values.lapack_single_thread():``.
 
   Args:
     weights: start ``(W_1, ..., W_N)``.
     loss: a :class:`lintraj.losses.Loss` or a function of the end-to-end matrix.
-    steps: Newton iterations.
+    steps: the most Newton iterations.
     minres_iterations: Krylov dimension :math:`m` (default ``min(P, 50)``; near :math:`P` the
       minimum-norm solve reaches the near-null directions and the line search shortens the steps).
+    grad_tol: stop once :math:`\|\nabla_\theta L^N\|^2` is below this (the squared norm, like
+      :func:`classify`'s ``grad_tol``; Frye et al. use :math:`10^{-10}`). None: run every step.
     key: PRNG key for Lanczos restarts on breakdown (default ``PRNGKey(0)``).
 
   Returns:
@@ -223,8 +270,11 @@ def newton_mr(
     >>> with jax.enable_x64(True):
     ...   ws = (jnp.full((1, 1), 0.1), jnp.full((1, 1), -0.05))
     ...   out = newton_mr(ws, lt.losses.target(jnp.array([[1.0]])), steps=20)
+    ...   early = newton_mr(ws, lt.losses.target(jnp.array([[1.0]])), steps=20, grad_tol=1e-10)
     >>> float(out.squared_grad_norm[-1]) < 1e-10, round(float(out.loss[-1]), 6)
     (True, 0.5)
+    >>> int(early.iterations) < 20, float(early.squared_grad_norm[-1]) < 1e-10
+    (True, True)
 
   References:
     Roosta, Liu, Xu, Mahoney. Newton-MR: Newton's Method Without Smoothness or Convexity.
@@ -240,7 +290,16 @@ def newton_mr(
     if minres_iterations is None
     else min(check_int("minres_iterations", minres_iterations, 1), size)
   )
-  return _newton_mr_run(weights, loss, _default_key(key), steps, m)
+  grad_tol = 0.0 if grad_tol is None else check_positive("grad_tol", grad_tol)
+  return _held(
+    _newton_mr_run,
+    weights,
+    loss,
+    _default_key(key),
+    jnp.asarray(grad_tol, weights[0].dtype),
+    steps,
+    m,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
@@ -275,7 +334,8 @@ def damped_newton(
   :math:`H_t + \mu I` below ``rcond`` times the largest in magnitude (the Hessian of a deep linear
   network is singular along its symmetries). With :math:`\mu = 0` this is Newton's root-finding
   iteration on :math:`g = 0`, attracted to critical points of every index. Dense Hessian
-  (eigendecomposition every step): small networks. One compiled ``lax.scan``; vmappable.
+  (eigendecomposition every step): small networks. One compiled ``lax.scan``; vmappable. The
+  eigendecomposition calls LAPACK, held to one thread as in :func:`newton_mr`.
 
   Args:
     weights: start ``(W_1, ..., W_N)``.
@@ -308,7 +368,8 @@ def damped_newton(
     raise ValueError(f"lr is the fraction of the Newton step taken, in (0, 1]; got {lr}.")
   damping = check_positive("damping", damping, allow_zero=True)
   rcond = check_positive("rcond", rcond)
-  return _damped_newton_run(
+  return _held(
+    _damped_newton_run,
     weights,
     loss,
     jnp.asarray(lr, dtype),
