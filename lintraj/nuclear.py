@@ -43,6 +43,37 @@ grows. ``exact=True`` removes the difference: it repeats SVT centred at its prev
 norm completions: :math:`X = \mathcal D_\tau(X + Y)` with :math:`Y` supported on :math:`\Omega`
 says that :math:`Y / \tau` is a dual certificate), each round warm-started from the previous dual
 variable, until consecutive rounds differ by at most ``tol`` in relative Frobenius norm.
+
+``method="admm"`` solves the minimum nuclear norm problem itself, with no ``tau`` bias, by the
+alternating direction method of multipliers (Douglas-Rachford splitting of
+:math:`\|X\|_*` and the indicator of the constraint set; Boyd, Parikh, Chu, Peleato, Eckstein
+2011, Section 3), in scaled form with penalty :math:`\rho`:
+
+.. math::
+
+  X_{k+1} = \mathcal D_{1/\rho}(Z_k - U_k), \qquad
+  Z_{k+1} = P_\Omega(M) + P_{\bar\Omega}(X_{k+1} + U_k), \qquad
+  U_{k+1} = U_k + X_{k+1} - Z_{k+1},
+
+from :math:`Z_0 = P_\Omega(M)`, :math:`U_0 = 0`. It converges for every :math:`\rho > 0`; the
+speed depends on :math:`\rho`, which is adapted by residual balancing (ibid., Section 3.4.1):
+every 10 iterations :math:`\rho` doubles (and :math:`U` halves) when the relative primal
+residual :math:`r_k = \|X_k - Z_k\|_F / \|P_\Omega(M)\|_F` (:math:`X_k - Z_k = P_\Omega(X_k -
+M)`) exceeds 10 times the relative dual residual :math:`s_k = \rho \|Z_k - Z_{k-1}\|_F / \|\rho
+U_k\|_F`, and halves in the opposite case (both are unchanged when the values and ``tau`` are
+scaled together, so are the iterations). It stops when both are at most ``tol``. Away from
+the recovery regime, where SVT's iterations crawl, ADMM converges in hundreds: on the 100x100
+rank-5 truth of deep matrix factorization (scaled to :math:`\|M\|_F = 100`) observed on 2000
+entries, SVT with its defaults left a relative residual 0.53 after 5000 iterations, ADMM reached
+``tol=1e-6`` in 460 (float64).
+
+Both methods report a duality gap, a certificate that does not trust the iteration. The dual of
+the problem is :math:`\max \langle Y, M \rangle` over :math:`Y` supported on :math:`\Omega`
+with :math:`\|Y\|_2 \le 1`. The multiplier of the constraint (:math:`-\rho U_k` for ADMM,
+:math:`Y_k / \tau` for SVT; supported on :math:`\Omega`), divided by :math:`\max(1,
+\|\cdot\|_2)`, is dual feasible, so its value is a lower bound on the least nuclear norm; the
+completion with its observed entries set to :math:`M` is feasible, so its nuclear norm is an
+upper bound. ``gap`` is their difference relative to the upper bound: the minimum lies within it.
 """
 
 from __future__ import annotations
@@ -66,16 +97,22 @@ class Completion(NamedTuple):
 
   Attributes:
     completed: the ``(n_1, n_2)`` completed matrix.
-    iterations: SVT iterations (SVDs) used, all rounds together; at most ``max_iters``.
+    iterations: iterations (SVDs) used, all rounds together; at most ``max_iters``.
     residual: :math:`\\|P_\\Omega(X - M)\\|_F / \\|P_\\Omega(M)\\|_F` of ``completed`` (0 when every
       observed entry is 0); at most ``tol`` unless ``max_iters`` ran out.
-    rounds: proximal rounds run (1 without ``exact=True``).
+    rounds: proximal rounds run (1 without ``exact=True`` and with ``method="admm"``).
+    gap: the relative duality gap :math:`(\\|\\tilde X\\|_* - \\langle Y, M\\rangle) /
+      \\|\\tilde X\\|_*` of ``completed`` with its observed entries set to :math:`M`
+      (:math:`\\tilde X`) and the scaled multiplier :math:`Y` (module docstring): the least nuclear
+      norm lies in :math:`[\\langle Y, M\\rangle, \\|\\tilde X\\|_*]` (0 when every observed entry
+      is 0).
   """
 
   completed: jnp.ndarray
   iterations: jnp.ndarray
   residual: jnp.ndarray
   rounds: jnp.ndarray
+  gap: jnp.ndarray
 
 
 def shrink(y, tau):
@@ -95,8 +132,10 @@ def _traced(x) -> bool:
   return isinstance(x, jax.core.Tracer)
 
 
-def _check(mask, values, tau, delta, tol, max_iters, exact):
+def _check(mask, values, method, tau, delta, tol, max_iters, exact):
   """Validate before tracing; the checks that need values are skipped for traced arguments."""
+  if method not in ("svt", "admm"):
+    raise ValueError(f'method must be "svt" or "admm"; got {method!r}.')
   shapes = [np.shape(mask), np.shape(values)]
   if len(shapes[1]) != 2 or 0 in shapes[1]:
     raise ValueError(
@@ -141,12 +180,18 @@ def _check(mask, values, tau, delta, tol, max_iters, exact):
     check_int("max_iters", max_iters, 1)
   if not (_traced(exact) or isinstance(exact, (bool, np.bool_))):
     raise ValueError(f"exact must be True or False; got {exact!r}.")
+  if method == "admm" and (delta is not None or _traced(exact) or exact):
+    raise ValueError(
+      'delta and exact are options of method="svt"; method="admm" solves the minimum nuclear '
+      "norm problem itself (no tau bias) and adapts its step. Leave them out."
+    )
 
 
 def min_nuclear_norm_completion(
-  mask, values, *, tau=None, delta=None, tol=1e-4, max_iters=1000, exact=False
+  mask, values, *, method="svt", tau=None, delta=None, tol=1e-4, max_iters=1000, exact=False
 ) -> Completion:
-  r"""The minimum nuclear norm completion of the observed entries, by singular value thresholding.
+  r"""The minimum nuclear norm completion of the observed entries, by singular value thresholding
+  or by ADMM.
 
   Solves :math:`\min_X \tau \|X\|_* + \tfrac12 \|X\|_F^2` subject to :math:`X_{ij} = M_{ij}` on
   the observed entries (the SVT problem, see the module docstring for the iteration); its solution
@@ -160,26 +205,38 @@ def min_nuclear_norm_completion(
   the default misses by 1.4e-4 and ``tau = 100`` is exact, in 190 and 3992 iterations (all with
   ``tol=1e-11``).
 
-  Jittable: ``jax.jit(min_nuclear_norm_completion)(mask, values)`` compiles the whole solve (one
-  ``lax.while_loop``); traced arguments skip the checks that need their values.
+  ``method="admm"`` (module docstring) solves :math:`\min \|X\|_*` under the constraints
+  directly, with no ``tau`` bias and no ``exact`` rounds; use it away from the recovery regime,
+  where SVT needs many iterations. ``gap`` (both methods) bounds how far the nuclear norm of the
+  answer is from the least one.
+
+  Jittable: ``jax.jit(min_nuclear_norm_completion, static_argnames="method")(mask, values)``
+  compiles the whole solve (one ``lax.while_loop``); traced arguments skip the checks that need
+  their values.
 
   Args:
     mask: ``(n_1, n_2)`` booleans (or 0/1), True on the observed entries :math:`\Omega`.
     values: ``(n_1, n_2)`` real matrix; only the observed entries are read (the others may be NaN).
-    tau: the threshold; default :math:`5 \sqrt{n_1 n_2}` (Cai, Candès, Shen 2010, for their test
-      matrices: products of Gaussian factors). Scale it with your entries: values times ``c``
-      and ``tau`` times ``c`` give the completion times ``c``, in the same iterations.
-    delta: the step; default :math:`1.2\, n_1 n_2 / |\Omega|` (ibid.). Convergence is proven for
-      :math:`0 < \delta < 2`, and the default exceeds 2 below 60% observed: if the residual
-      stalls above ``tol`` (it stalled near 4e-2 on some 40x40 rank-2 instances with half the
-      entries observed, where ``delta = 1.5`` converged), pass a ``delta`` below 2.
+    method: ``"svt"`` (singular value thresholding, the default) or ``"admm"``.
+    tau: with ``"svt"`` the threshold; default :math:`5 \sqrt{n_1 n_2}` (Cai, Candès, Shen
+      2010, for their test matrices: products of Gaussian factors). Scale it with your
+      entries: values times ``c`` and ``tau`` times ``c`` give the completion times ``c``, in the
+      same iterations. With ``"admm"`` the first threshold :math:`1/\rho` (then adapted);
+      default :math:`\|P_\Omega(M)\|_2 / 10`.
+    delta: the step of ``"svt"``; default :math:`1.2\, n_1 n_2 / |\Omega|` (ibid.). Convergence
+      is proven for :math:`0 < \delta < 2`, and the default exceeds 2 below 60% observed: if the
+      residual stalls above ``tol`` (it stalled near 4e-2 on some 40x40 rank-2 instances with
+      half the entries observed, where ``delta = 1.5`` converged), pass a ``delta`` below 2, or
+      use ``method="admm"``.
     tol: stop when :math:`\|P_\Omega(X - M)\|_F / \|P_\Omega(M)\|_F \le` ``tol`` (and, with
-      ``exact=True``, consecutive rounds differ by at most ``tol`` in relative Frobenius norm).
+      ``exact=True``, consecutive rounds differ by at most ``tol`` in relative Frobenius norm);
+      with ``"admm"``, when the primal and the dual residual (module docstring) are.
     max_iters: at most this many iterations (SVDs), all rounds together.
-    exact: run proximal rounds until the tau-regularisation has no effect (module docstring).
+    exact: ``"svt"`` only: run proximal rounds until the tau-regularisation has no effect
+      (module docstring).
 
   Returns:
-    A :class:`Completion` ``(completed, iterations, residual, rounds)``.
+    A :class:`Completion` ``(completed, iterations, residual, rounds, gap)``.
 
   Example:
     The 2x2 matrix with a missing corner: the rank-1 completion ``b c / a`` has the least nuclear
@@ -200,6 +257,9 @@ def min_nuclear_norm_completion(
     >>> exact = min_nuclear_norm_completion(mask, values, tol=1e-5, exact=True)
     >>> round(float(plain.completed[1, 1]), 2), round(float(exact.completed[1, 1]), 3)
     (0.67, 1.0)
+    >>> admm = min_nuclear_norm_completion(mask, values, method="admm", tol=1e-6)
+    >>> round(float(admm.completed[1, 1]), 3), bool(admm.gap < 1e-4)
+    (1.0, True)
 
   References:
     Cai, Candès, Shen. A Singular Value Thresholding Algorithm for Matrix Completion. SIAM J.
@@ -209,18 +269,64 @@ def min_nuclear_norm_completion(
     (arXiv 1905.13655): minimum nuclear norm as the baseline of deep matrix factorization.
     Rockafellar. Monotone Operators and the Proximal Point Algorithm. SIAM J. Control Optim.
     14(5), 1976: the rounds of ``exact=True``.
+    Boyd, Parikh, Chu, Peleato, Eckstein. Distributed Optimization and Statistical Learning via
+    the Alternating Direction Method of Multipliers. Found. Trends Mach. Learn. 3(1), 2011:
+    ``method="admm"`` and its residual balancing.
   """
   mask, values = (a if _traced(a) else np.asarray(a) for a in (mask, values))
-  _check(mask, values, tau, delta, tol, max_iters, exact)
+  _check(mask, values, method, tau, delta, tol, max_iters, exact)
   shape = values.shape
   floating = np.issubdtype(values.dtype, np.floating)
   dtype = jax.dtypes.canonicalize_dtype(values.dtype) if floating else default_float_dtype()
   mask = jnp.asarray(mask).astype(bool)
   values = jnp.where(mask, jnp.asarray(values, dtype), 0)
+  if method == "admm":
+    tau = jnp.linalg.norm(values, 2) / 10 if tau is None else tau
+    return _admm(mask, values, tau, tol, max_iters)
   size = shape[0] * shape[1]
   tau = 5 * math.sqrt(size) if tau is None else tau
   delta = 1.2 * size / jnp.sum(mask) if delta is None else delta
   return _svt(mask, values, tau, delta, tol, max_iters, exact)
+
+
+def _gap(mask, pm, x, multiplier):
+  """The relative duality gap of ``x`` (observed entries set to ``pm``) and ``multiplier``."""
+  upper = jnp.sum(jnp.linalg.svd(jnp.where(mask, pm, x), compute_uv=False))
+  y = jnp.where(mask, multiplier, 0)
+  lower = jnp.sum(y * pm) / jnp.maximum(1, jnp.linalg.norm(y, 2))
+  return jnp.where(upper > 0, (upper - lower) / jnp.where(upper > 0, upper, 1), 0)
+
+
+@jax.jit
+def _admm(mask, pm, tau, tol, max_iters):
+  """ADMM with residual balancing; ``tau`` is the first threshold ``1 / rho``."""
+  tau, tol = (jnp.asarray(a, pm.dtype) for a in (tau, tol))
+  scale = jnp.linalg.norm(pm)
+  scale = jnp.where(scale > 0, scale, 1)
+  rho = 1 / jnp.where(tau > 0, tau, 1)
+
+  def body(state):
+    x, z, u, rho, k, _, _, _ = state
+    x = shrink(z - u, 1 / rho)
+    z_next = jnp.where(mask, pm, x + u)
+    u = u + x - z_next
+    primal = jnp.linalg.norm(x - z_next) / scale
+    multiplier = jnp.linalg.norm(u)
+    dual = jnp.linalg.norm(z_next - z) / jnp.where(multiplier > 0, multiplier, 1)
+    done = jnp.maximum(primal, dual) <= tol
+    balance = (k % 10 == 9) & ~done
+    factor = jnp.where(balance & (primal > 10 * dual), 2.0, 1.0)
+    factor = jnp.where(balance & (dual > 10 * primal), 0.5, factor).astype(pm.dtype)
+    return x, z_next, u / factor, rho * factor, k + 1, primal, dual, done
+
+  def cond(state):
+    return (state[4] < max_iters) & ~state[7]
+
+  zero = jnp.zeros_like(pm)
+  inf = jnp.asarray(jnp.inf, pm.dtype)
+  start = (zero, pm, zero, rho, jnp.int32(0), inf, inf, jnp.asarray(False))
+  x, _, u, rho, k, primal, _, _ = lax.while_loop(cond, body, start)
+  return Completion(x, k, primal, jnp.int32(1), _gap(mask, pm, x, -rho * u))
 
 
 @jax.jit
@@ -259,5 +365,5 @@ def _svt(mask, pm, tau, delta, tol, max_iters, exact):
 
   zero = jnp.zeros_like(pm)
   start = (zero, k0 * delta * pm, zero, jnp.int32(0), jnp.int32(1), jnp.asarray(jnp.inf, pm.dtype))
-  x, _, _, k, r, residual, _ = lax.while_loop(cond, body, (*start, jnp.asarray(False)))
-  return Completion(x, k, residual, r)
+  x, y, _, k, r, residual, _ = lax.while_loop(cond, body, (*start, jnp.asarray(False)))
+  return Completion(x, k, residual, r, _gap(mask, pm, x, y / tau))
