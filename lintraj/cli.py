@@ -97,7 +97,8 @@ def _parser():
   reproduce.add_argument(
     "--full",
     action="store_true",
-    help="arora2019-fig1: the finer grid of the full protocol (longer; see the README)",
+    help="arora2019-fig1: the paper's scale, cap 1e6 iterations and stds down to 1e-7 "
+    "(longer; see the README)",
   )
   reproduce.add_argument(
     "--data",

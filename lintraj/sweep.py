@@ -695,40 +695,61 @@ def lane(trajectory: Trajectory, index: int) -> Trajectory:
 
 
 def fastest_iterations(
-  init, dims, loss, *, stds, lrs, caps, threshold, seed=0, draws="common", progress=False
+  init,
+  dims,
+  loss,
+  *,
+  stds,
+  lrs,
+  caps,
+  threshold,
+  seeds=(0,),
+  draws="independent",
+  lanes_per_device=None,
+  progress=False,
 ):
-  r"""For each init scale, the fewest GD iterations any learning rate of a grid needs to reach
-  ``loss <= threshold``:
+  r"""For each init, init scale and seed, the fewest GD iterations any learning rate of a grid
+  needs to reach ``loss <= threshold``:
 
   .. math::
-     T(s) = \min_{\eta \in \text{lrs}} \min\{t : L(W(t; s, \eta)) \le \text{threshold}\}.
+     T(\text{init}, s, \text{seed}) = \min_{\eta \in \text{lrs}}
+     \min\{t : L(W(t; \text{init}, s, \text{seed}, \eta)) \le \text{threshold}\}.
 
-  The staged search of the learning rate: runs the grid ``stds x lrs`` (:func:`grid`) with
-  :func:`lintraj.batch_gradient_descent` in stages ending at ``caps``: after each stage a std with a
-  converged lane leaves the search (any later lane would be slower), diverged lanes are dropped, so
-  are lanes whose weights end a stage bit for bit where they began it (an exact fixed point or cycle
-  of GD in the lane's precision, such as a Gaussian init so small that every update rounds away: it
-  never reaches the threshold), and the other lanes continue from their weights (GD is a Markov
-  chain: no step is repeated).
+  The staged search of the learning rate: runs the grid ``inits x stds x lrs x seeds``
+  (:func:`grid` per init, every lane in one :func:`lintraj.batch_gradient_descent` call per stage,
+  so one compiled program serves all inits and seeds) in stages ending at ``caps``. After each
+  stage an ``(init, std, seed)`` with a converged lane leaves the search (any later lane would be
+  slower), diverged lanes are dropped, so are lanes whose weights end a stage bit for bit where
+  they began it (an exact fixed point or cycle of GD in the lane's precision, such as a Gaussian
+  init so small that every update rounds away: it never reaches the threshold), and the other
+  lanes continue from their weights (GD is a Markov chain: no step is repeated). Each stage
+  records only its first and last step (the search needs ``stopped_step``, ``diverged_step`` and
+  the final weights, which do not depend on the records).
 
   Args:
-    init: an init name of :func:`grid` or a function ``init(key, dims, std=...)``.
+    init: an init name of :func:`grid` or a function ``init(key, dims, std=...)``, or a sequence
+      of them (their lanes share each stage's batched call).
     dims: ``(d_0, ..., d_N)``.
     loss: the loss, shared by every lane.
     stds: init scales; lrs: learning rates.
     caps: increasing step counts at which the stages end; the last is the iteration cap.
     threshold: the loss that counts as converged.
-    seed: the init seed.
-    draws: ``"common"`` (one draw per seed, rescaled for every std) or ``"independent"``
-      (:func:`grid`).
+    seeds: the init seeds (one independent search per seed).
+    draws: ``"independent"`` (one draw per std and seed) or ``"common"`` (one draw per seed,
+      rescaled for every std), as in :func:`grid`.
+    lanes_per_device: run each stage in chunks of this many lanes per device, as in
+      :func:`batch_gradient_descent` (default: all lanes at once). On a CPU, chunks whose weights
+      fit in the cache take fewer cycles per step than one large batch, and a chunk ends as soon
+      as its own lanes have stopped.
     progress: show a progress bar per stage.
 
   Returns:
-    ``(best, lane_steps)``: the :func:`fastest` table (``std``, ``lr``, ``seed``,
-    ``steps``; ``steps = -1`` where no learning rate converged within the last cap) with a
-    ``diverged`` column (how many learning rates diverged before the std left the search) and a
-    ``fixed`` column (how many left it as exact fixed points), and the GD steps taken, summed over
-    lanes.
+    ``(best, lane_steps)``: the :func:`fastest` table grouped by ``init`` (the name, or the
+    function's ``__name__``), ``std`` and ``seed`` (columns ``init``, ``std``, ``seed``, ``lr``,
+    ``steps``; ``steps = -1`` and ``lr`` NaN where no learning rate converged within the last
+    cap), with a ``diverged`` column (how many learning rates diverged before the group left the
+    search) and a ``fixed`` column (how many left it as exact fixed points), and the GD steps
+    taken, summed over lanes.
 
   Example:
     >>> import jax.numpy as jnp, lintraj as lt
@@ -736,17 +757,26 @@ def fastest_iterations(
     >>> best, _ = lt.sweep.fastest_iterations("balanced", (2, 3, 1), loss, stds=[0.5],
     ...                                       lrs=[0.05, 0.1], caps=[20, 1000], threshold=1.15e-4)
     >>> best["lr"].tolist(), best["steps"].tolist()
-    ([0.1], [30])
+    ([0.1], [41])
 
   References:
     Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Section 5 and Figure 1 (iterations
     to convergence of the best learning rate, per init scale).
   """
-  weights, lr, table = grid(init, dims, std=stds, lr=lrs, seeds=[seed], draws=draws)
+  inits = tuple(init) if isinstance(init, (list, tuple)) else (init,)
+  if not inits:
+    raise ValueError("init must name at least one init (e.g. 'balanced').")
+  names = [i if isinstance(i, str) else getattr(i, "__name__", repr(i)) for i in inits]
+  batches = [grid(i, dims, std=stds, lr=lrs, seeds=seeds, draws=draws) for i in inits]
+  weights = [np.concatenate([np.asarray(b[0][j]) for b in batches]) for j in range(len(dims) - 1)]
+  lr = np.concatenate([b[1] for b in batches])
+  table = {"init": np.repeat(names, len(batches[0][1]))}
+  table.update({k: np.concatenate([b[2][k] for b in batches]) for k in ("std", "lr", "seed")})
+  groups = list(zip(table["init"].tolist(), table["std"].tolist(), table["seed"].tolist()))
+  group = np.array([{g: i for i, g in enumerate(dict.fromkeys(groups))}[g] for g in groups])
   lanes = len(lr)
   stopped, diverged, fixed = np.full(lanes, -1), np.zeros(lanes, bool), np.zeros(lanes, bool)
   active, done, lane_steps = np.ones(lanes, bool), 0, 0
-  weights = [np.array(w) for w in weights]
   for cap in caps:
     index = np.flatnonzero(active)
     if index.size == 0:
@@ -757,8 +787,9 @@ def fastest_iterations(
       loss,
       lr=lr[index],
       steps=steps,
-      record_every=max(1, steps // 50),
+      record_every=steps,
       stop_at_loss=threshold,
+      lanes_per_device=lanes_per_device,
       progress=progress,
     )
     stop, div = np.asarray(traj.stopped_step), np.asarray(traj.diverged_step)
@@ -771,10 +802,13 @@ def fastest_iterations(
       unchanged &= np.all(w[index] == final, axis=tuple(range(1, final.ndim)))
       w[index] = final
     fixed[index[unchanged & (stop < 0) & (div < 0)]] = True
-    converged_stds = set(table["std"][stopped >= 0].tolist())
-    active &= ~diverged & ~fixed & (stopped < 0) & ~np.isin(table["std"], list(converged_stds))
+    active &= ~diverged & ~fixed & (stopped < 0) & ~np.isin(group, group[stopped >= 0])
     done = cap
-  best = fastest(table, stopped)
+  best = fastest(table, stopped, by=("init", "std", "seed"))
+  keys = list(zip(best["init"].tolist(), best["std"].tolist(), best["seed"].tolist()))
   for name, lanes_out in (("diverged", diverged), ("fixed", fixed)):
-    best[name] = np.array([int(np.sum(lanes_out[table["std"] == s])) for s in best["std"]])
+    count = {key: 0 for key in keys}
+    for g, out in zip(groups, lanes_out):
+      count[g] += int(out)
+    best[name] = np.array([count[key] for key in keys])
   return best, lane_steps

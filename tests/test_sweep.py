@@ -327,18 +327,18 @@ def test_staged_search_drops_exact_fixed_points_and_keeps_the_others():
   phi = phi / np.linalg.norm(phi)
   loss = lt.losses.target(phi)
   best, lane_steps = lt.sweep.fastest_iterations(
-    "gaussian", dims, loss, stds=[1e-6, 0.4], lrs=lrs, caps=[200, 5000], threshold=1e-4
+    "gaussian", dims, loss, stds=[1e-6, 0.4], lrs=lrs, caps=[100, 5000], threshold=1e-4
   )
   assert best["fixed"].tolist() == [2, 0] and best["steps"][0] == -1 and best["diverged"][1] == 1
-  ws, _, _ = lt.sweep.grid("gaussian", dims, std=[0.4], lr=lrs, seeds=[0], draws="common")
+  ws, _, _ = lt.sweep.grid("gaussian", dims, std=[1e-6, 0.4], lr=lrs, seeds=[0])
   single = [
     lt.gradient_descent(
-      tuple(w[i] for w in ws), loss, lr=lr, steps=5000, record_every=50, stop_at_loss=1e-4
+      tuple(w[2 + i] for w in ws), loss, lr=lr, steps=5000, record_every=50, stop_at_loss=1e-4
     ).stopped_step
     for i, lr in enumerate(lrs)
   ]
-  assert best["steps"][1] == min(s for s in single if s is not None) > 200
-  assert lane_steps < 2 * 200 + 2 * 5000
+  assert best["steps"][1] == min(s for s in single if s is not None) > 100
+  assert lane_steps < 2 * 100 + 2 * 5000
 
 
 def test_staged_search_keeps_lanes_that_move_slowly():
@@ -351,12 +351,54 @@ def test_staged_search_keeps_lanes_that_move_slowly():
   best, _ = lt.sweep.fastest_iterations(
     "gaussian", dims, loss, stds=[0.01], lrs=[0.3], caps=[20, 5000], threshold=1e-4
   )
-  ws, _, _ = lt.sweep.grid("gaussian", dims, std=[0.01], lr=[0.3], seeds=[0], draws="common")
+  ws, _, _ = lt.sweep.grid("gaussian", dims, std=[0.01], lr=[0.3], seeds=[0])
   single = lt.gradient_descent(
     tuple(w[0] for w in ws), loss, lr=0.3, steps=5000, record_every=50, stop_at_loss=1e-4
   )
   assert best["fixed"].tolist() == [0] and single.stopped_step > 20
   assert best["steps"].tolist() == [single.stopped_step]
+
+
+def test_staged_search_over_inits_and_seeds_matches_single_runs():
+  """Two inits and two seeds share each stage's batched call (in chunks of 3 lanes): every
+  (init, std, seed) gets the fewest steps of its own learning rates, as single GD runs from the
+  same independent draws give them, and the seeds' draws differ."""
+  dims, stds, lrs, seeds = (8, 6, 6, 1), [0.05, 0.3], [0.05, 0.2], [0, 1]
+  phi = _problem(dims, 1)[1].astype(np.float32)
+  loss = lt.losses.target(phi)
+  best, _ = lt.sweep.fastest_iterations(
+    ("gaussian", "balanced"),
+    dims,
+    loss,
+    stds=stds,
+    lrs=lrs,
+    caps=[30, 3000],
+    threshold=1e-4,
+    seeds=seeds,
+    lanes_per_device=3,
+  )
+  rows = list(zip(best["init"].tolist(), best["std"].tolist(), best["seed"].tolist()))
+  assert rows == sorted((i, s, k) for i in ("balanced", "gaussian") for s in stds for k in seeds)
+  for init in ("gaussian", "balanced"):
+    ws, lr, table = lt.sweep.grid(init, dims, std=stds, lr=lrs, seeds=seeds)
+    assert not np.array_equal(ws[0][0], ws[0][1])  # lanes 0, 1: the same std and lr, two seeds
+    for std in stds:
+      for seed in seeds:
+        lanes = np.flatnonzero((table["std"] == std) & (table["seed"] == seed))
+        single = [
+          lt.gradient_descent(
+            tuple(w[b] for w in ws),
+            loss,
+            lr=lr[b],
+            steps=3000,
+            record_every=100,
+            stop_at_loss=1e-4,
+          ).stopped_step
+          for b in lanes
+        ]
+        done = [s for s in single if s is not None]
+        assert done, (init, std, seed)
+        assert best["steps"][rows.index((init, std, seed))] == min(done), (init, std, seed)
 
 
 def test_stack_makes_lanes_of_networks_and_refuses_unequal_shapes():

@@ -330,7 +330,7 @@ def run(
           lrs=p["lrs"],
           caps=p["caps"],
           threshold=threshold,
-          seed=seed,
+          seeds=[seed],
           progress=progress,
         )
         steps, lr = int(best["steps"][0]), float(best["lr"][0])
