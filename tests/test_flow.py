@@ -222,6 +222,32 @@ def test_gradient_flow_depth_one_matches_exponential_decay(x64):
   assert traj.diverged_step is None
 
 
+def test_gradient_flow_defaults_and_user_metrics(x64, capsys):
+  """The closed form of the depth-1 flow W(t) = Phi + (W0 - Phi) e^{-t} with the default
+  tolerances (rtol 1e-8, atol 1e-10: 1e-6 relative), as a user metric (entry (0, 1) of W), with
+  no progress bar by default; and max_steps=1 (the least) takes one step and warns."""
+  rng = np.random.default_rng(1)
+  phi, w0 = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+  loss = lt.losses.target(phi)
+  traj = lt.gradient_flow(
+    (jnp.asarray(w0),), loss, time=3.0, n_records=4, metrics={"w01": lambda ws: ws[0][0, 1]}
+  )
+  t = np.arange(4.0)
+  np.testing.assert_allclose(traj.loss, 0.5 * np.sum((w0 - phi) ** 2) * np.exp(-2 * t), rtol=1e-6)
+  np.testing.assert_allclose(traj.metrics["w01"], phi[0, 1] + (w0 - phi)[0, 1] * np.exp(-t), 1e-7)
+  assert capsys.readouterr().err == ""
+  with pytest.warns(RuntimeWarning, match="max_steps=1 used up"):
+    short = lt.gradient_flow((jnp.asarray(w0),), loss, time=3.0, n_records=4, max_steps=1)
+  assert np.isfinite(short.loss[0]) and np.isnan(short.loss[1:]).all()
+
+
+def test_traced_time_is_refused():
+  ws = lt.init.balanced(jax.random.PRNGKey(0), (3, 4, 2), std=0.5)
+  loss = lt.losses.target(jnp.ones((2, 3)))
+  with pytest.raises(ValueError, match="^gradient_flow got a traced time"):
+    jax.jit(lambda t: lt.gradient_flow(ws, loss, time=t).loss)(1.0)
+
+
 @pytest.mark.parametrize("depth", [2, 3])
 def test_gradient_flow_follows_saxe_mode_dynamics(x64, depth):
   """Aligned balanced init: the flow's end-to-end singular values equal
@@ -358,6 +384,7 @@ def test_no_recompilation_for_new_time_tolerances_or_target(x64, compiles):
     (dict(time=1.0, rtol=0.0), "^rtol must"),
     (dict(time=1.0, atol=-1.0), "^atol must"),
     (dict(time=1.0, max_steps=0), "^max_steps must"),
+    (dict(time=1.0, track_every=0), "^track_every must"),
   ],
 )
 def test_bad_arguments_raise(kwargs, match):
