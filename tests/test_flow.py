@@ -385,6 +385,7 @@ def test_no_recompilation_for_new_time_tolerances_or_target(x64, compiles):
     (dict(time=1.0, atol=-1.0), "^atol must"),
     (dict(time=1.0, max_steps=0), "^max_steps must"),
     (dict(time=1.0, track_every=0), "^track_every must"),
+    (dict(time=1.0, singular_values="svd"), "^singular-value method must"),
   ],
 )
 def test_bad_arguments_raise(kwargs, match):
