@@ -114,6 +114,7 @@ def test_gradient_flow_runs_in_segments_with_meter(monkeypatch):
   for a, b in zip(_leaves(quiet), _leaves(shown), strict=True):
     np.testing.assert_array_equal(a, b)
   assert [u[0] for u in meter.updates()] == list(range(1, 12))
+  assert meter.calls[0] == ("start", 11, None, "gradient flow") and meter.calls[-1] == ("close",)
 
 
 def test_interrupt_lands_between_segments_and_closes_the_meter(monkeypatch):
