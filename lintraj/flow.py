@@ -150,11 +150,11 @@ def _ode_run(rhs, state: _OdeState, times, observe, rtol, atol, max_steps, until
   min_step = 16 * jnp.finfo(dtype).eps
 
   def keep_going(state):
-    return (
-      (state.index < until)
-      & (state.n_steps < max_steps)
-      & (state.h > min_step * jnp.maximum(state.t, 1))
-    )
+    # A record due at the current time is taken even when no step may follow (a record at
+    # t = 0 of a zero-length span, or the last one reached as the step budget runs out).
+    due = state.t >= times[jnp.minimum(state.index, times.shape[0] - 1)]
+    can_step = (state.n_steps < max_steps) & (state.h > min_step * jnp.maximum(state.t, 1))
+    return (state.index < until) & (due | can_step)
 
   def observe_now(state):
     recs = jax.tree_util.tree_map(
@@ -314,7 +314,7 @@ def gradient_flow(
   times = _record_times(time, n_records, record_every_time)
   rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
   max_steps = check_int("max_steps", max_steps, 1)
-  track_every = check_int("track_every", track_every, 1) if rec.track else 1
+  track_every = track_every if rec.track else 1  # check_run checked it
   bar = meter(progress)
   dtype = weights[0].dtype
   args = (loss, jnp.asarray(times, dtype), jnp.asarray(rtol, dtype), jnp.asarray(atol, dtype))

@@ -207,6 +207,21 @@ def test_odeint_attempts_exactly_max_steps(x64):
   assert float(records[0]) == 1.0 and np.isnan(float(records[1]))
 
 
+def test_odeint_records_what_is_due_at_the_start_even_when_no_step_follows(x64):
+  """Record times at t = 0 are observed: alone (a zero-length span, where no step can be taken),
+  repeated, and before later ones (exp(-t) at t = 1 as the reference). The loop used to end
+  before observing anything when the span was zero (n_reached 0)."""
+  kw = dict(rtol=1e-8, atol=1e-10, max_steps=1000)
+  recs, _, reached, steps = flow.odeint(
+    lambda y: -y, jnp.ones(()), jnp.array([0.0]), lambda y: y, **kw
+  )
+  assert int(reached) == 1 and float(recs[0]) == 1.0 and int(steps) == 0
+  times = jnp.array([0.0, 0.0, 1.0])
+  recs, _, reached, _ = flow.odeint(lambda y: -y, jnp.ones(()), times, lambda y: y, **kw)
+  assert int(reached) == 3
+  np.testing.assert_allclose(np.asarray(recs), [1.0, 1.0, np.exp(-1.0)], rtol=1e-7)
+
+
 def test_gradient_flow_depth_one_matches_exponential_decay(x64):
   """Depth 1, loss 1/2||W - Phi||^2: W(t) = Phi + (W0 - Phi) e^{-t}, so loss(t) = loss(0)
   e^{-2t}."""
