@@ -773,7 +773,8 @@ def fastest_iterations(
   table = {"init": np.repeat(names, len(batches[0][1]))}
   table.update({k: np.concatenate([b[2][k] for b in batches]) for k in ("std", "lr", "seed")})
   groups = list(zip(table["init"].tolist(), table["std"].tolist(), table["seed"].tolist()))
-  group = np.array([{g: i for i, g in enumerate(dict.fromkeys(groups))}[g] for g in groups])
+  number = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+  group = np.array([number[g] for g in groups])
   lanes = len(lr)
   stopped, diverged, fixed = np.full(lanes, -1), np.zeros(lanes, bool), np.zeros(lanes, bool)
   active, done, lane_steps = np.ones(lanes, bool), 0, 0
