@@ -707,6 +707,7 @@ def fastest_iterations(
   draws="independent",
   lanes_per_device=None,
   progress=False,
+  seed=None,
 ):
   r"""For each init, init scale and seed, the fewest GD iterations any learning rate of a grid
   needs to reach ``loss <= threshold``:
@@ -742,6 +743,7 @@ def fastest_iterations(
       fit in the cache take fewer cycles per step than one large batch, and a chunk ends as soon
       as its own lanes have stopped.
     progress: show a progress bar per stage.
+    seed: refused with the fix: the single seed of earlier versions is ``seeds=(seed,)`` now.
 
   Returns:
     ``(best, lane_steps)``: the :func:`fastest` table grouped by ``init`` (the name, or the
@@ -763,6 +765,11 @@ def fastest_iterations(
     Arora, Cohen, Golowich, Hu, ICLR 2019 (arXiv 1810.02281), Section 5 and Figure 1 (iterations
     to convergence of the best learning rate, per init scale).
   """
+  if seed is not None:
+    raise ValueError(
+      f"fastest_iterations takes seeds= (a sequence, one search per seed); pass "
+      f"seeds=({seed!r},) in place of seed={seed!r}."
+    )
   inits = tuple(init) if isinstance(init, (list, tuple)) else (init,)
   if not inits:
     raise ValueError("init must name at least one init (e.g. 'balanced').")

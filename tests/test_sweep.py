@@ -411,3 +411,11 @@ def test_stack_makes_lanes_of_networks_and_refuses_unequal_shapes():
     lt.sweep.stack([nets[0], lt.init.gaussian(jax.random.PRNGKey(0), (3, 5, 2), std=0.1)])
   with pytest.raises(ValueError, match="at least one network"):
     lt.sweep.stack([])
+
+
+def test_fastest_iterations_refuses_the_old_single_seed_with_the_fix():
+  loss = lt.losses.target(jnp.array([[1.0, 0.5]]))
+  with pytest.raises(ValueError, match=r"seeds=\(3,\)"):
+    lt.sweep.fastest_iterations(
+      "balanced", (2, 3, 1), loss, stds=[0.5], lrs=[0.1], caps=[10], threshold=1e-4, seed=3
+    )
