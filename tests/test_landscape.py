@@ -468,3 +468,28 @@ def test_newton_mr_step_is_the_minres_iterate(x64, m):
   assert alpha > 0
   taken = (np.asarray(ravel_pytree(out.point)[0]) - np.asarray(flat)) / alpha
   np.testing.assert_allclose(taken, expected, rtol=1e-7, atol=1e-9 * np.linalg.norm(expected))
+
+
+@pytest.mark.parametrize(
+  "finder, steps",
+  [(landscape.gradient_norm_descent, 1500), (landscape.damped_newton, 80)],
+  ids=["gradient_norm_descent", "damped_newton"],
+)
+def test_every_finder_stops_below_grad_tol_and_counts_the_iterations(x64, finder, steps):
+  """As newton_mr: the stopped point is below the tolerance by the NumPy gradient, the run of
+  `iterations - 1` steps is not, later entries repeat the stopped point with step 0, and without
+  a tolerance every step runs."""
+  cov = _covariance([2.0, 1.4, 0.9, 0.5], seed=1)
+  _, _, start, loss = _near_saddle(depth=2)
+  tol = 1e-10
+  out = finder(start, loss, steps=steps, grad_tol=tol)
+  ran = int(out.iterations)
+  assert 1 < ran < steps
+  assert _numpy_squared_grad_norm(out.point, cov) < tol
+  before = finder(start, loss, steps=ran - 1)
+  assert _numpy_squared_grad_norm(before.point, cov) >= tol
+  np.testing.assert_array_equal(out.step_size[ran:], 0.0)
+  np.testing.assert_array_equal(out.squared_grad_norm[ran:], out.squared_grad_norm[ran])
+  np.testing.assert_array_equal(out.loss[ran:], out.loss[ran])
+  free = finder(start, loss, steps=steps)
+  assert int(free.iterations) == steps and float(free.step_size[-1]) >= 0

@@ -56,7 +56,7 @@ class CriticalPointSearch(NamedTuple):
     step_size: ``(steps,)`` the step length taken (0 where the line search found no decrease, and
       after a stop).
     iterations: how many iterations ran: ``steps``, or fewer where a stopping tolerance stopped
-      the search (:func:`newton_mr`'s ``grad_tol``; later entries repeat the last iterate).
+      the search (each finder's ``grad_tol``; later entries repeat the last iterate).
   """
 
   point: tuple
@@ -88,45 +88,88 @@ def _held(run, *args):
     return jax.block_until_ready(run(*args))
 
 
-def _search_result(unravel, x, history, final_value, final_squared, iterations=None):
-  values, squared, steps = history
+def _squared_norm(grad):
+  """``x -> ||grad(x)||^2``."""
+
+  def squared(x):
+    g = grad(x)
+    return g @ g
+
+  return squared
+
+
+def _tolerance(grad_tol, dtype):
+  """``grad_tol`` checked, as an array (0: no stop)."""
+  return jnp.asarray(0.0 if grad_tol is None else check_positive("grad_tol", grad_tol), dtype)
+
+
+def _search(step, flat, extra, *, steps, grad_tol, f, squared_norm, unravel):
+  r"""The loop every finder runs: ``step(t, x, squared, extra) -> (x', extra', a)`` (``squared``
+  is :math:`\|g\|^2` at ``x``, ``a`` the step length taken) until ``steps`` iterations ran or
+  an iterate has :math:`\|g\|^2 <` ``grad_tol``; then every later history entry repeats the
+  stopped point, with step 0."""
+
+  def body(state):
+    t, x, squared, extra, history = state
+    moved, extra, a = step(t, x, squared, extra)
+    history = tuple(h.at[t].set(v) for h, v in zip(history, (f(x), squared, a)))
+    return t + 1, moved, squared_norm(moved), extra, history
+
+  def going(state):
+    t, _, squared, _, _ = state
+    return (t < steps) & ~(squared < grad_tol)  # a NaN norm goes on, as without a tolerance
+
+  empty = tuple(jnp.zeros((steps,), flat.dtype) for _ in range(3))
+  start = (jnp.zeros((), jnp.int32), flat, squared_norm(flat), extra, empty)
+  iterations, x, squared, _, history = lax.while_loop(going, body, start)
+  after = jnp.arange(steps) >= iterations
+  value = f(x)
+  values, squares, sizes = (
+    jnp.where(after, fill, h) for h, fill in zip(history, (value, squared, jnp.zeros_like(value)))
+  )
   return CriticalPointSearch(
     point=unravel(x),
-    loss=jnp.concatenate([values, final_value[None]]),
-    squared_grad_norm=jnp.concatenate([squared, final_squared[None]]),
-    step_size=steps,
-    iterations=jnp.asarray(steps.shape[0] if iterations is None else iterations, jnp.int32),
+    loss=jnp.concatenate([values, value[None]]),
+    squared_grad_norm=jnp.concatenate([squares, squared[None]]),
+    step_size=sizes,
+    iterations=iterations,
   )
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _gradient_norm_run(weights, loss, lr, steps):
+def _gradient_norm_run(weights, loss, lr, grad_tol, steps):
   flat, unravel, f = _flat_loss(weights, loss)
   grad = jax.grad(f)
 
-  def half_squared(x):
-    g = grad(x)
-    return 0.5 * g @ g
+  squared_norm = _squared_norm(grad)
 
-  def step(carry, _):
-    x, trial = carry
+  def step(t, x, squared, trial):
     g, matvec = jax.linearize(grad, x)
     descent = matvec(g)  # grad of 1/2 ||g||^2
-    phi, slope = 0.5 * g @ g, descent @ descent
+    slope = descent @ descent
 
     def accept(a):
-      new = half_squared(x - a * descent)
-      return jnp.isfinite(new) & (new <= phi - _ARMIJO * a * slope)
+      new = 0.5 * squared_norm(x - a * descent)
+      return jnp.isfinite(new) & (new <= 0.5 * squared - _ARMIJO * a * slope)
 
     a = _backtrack(accept, trial)
-    return (x - a * descent, jnp.where(a > 0, jnp.minimum(2 * a, lr), lr)), (f(x), 2 * phi, a)
+    return x - a * descent, jnp.where(a > 0, jnp.minimum(2 * a, lr), lr), a
 
-  (x, _), history = lax.scan(step, (flat, lr), None, length=steps)
-  g = grad(x)
-  return _search_result(unravel, x, history, f(x), g @ g)
+  return _search(
+    step,
+    flat,
+    lr,
+    steps=steps,
+    grad_tol=grad_tol,
+    f=f,
+    squared_norm=squared_norm,
+    unravel=unravel,
+  )
 
 
-def gradient_norm_descent(weights, loss, *, steps: int, lr: float = 1.0) -> CriticalPointSearch:
+def gradient_norm_descent(
+  weights, loss, *, steps: int, lr: float = 1.0, grad_tol: float | None = None
+) -> CriticalPointSearch:
   r"""Find a critical point by gradient descent on the squared gradient norm.
 
   .. math::
@@ -137,14 +180,15 @@ def gradient_norm_descent(weights, loss, *, steps: int, lr: float = 1.0) -> Crit
   last accepted one, at most ``lr``; halved until sufficient decrease, 0 after 60 halvings). It
   converges to any stationary point of :math:`\|g\|^2`: critical points of the loss (of every
   index), but also gradient-flat points where :math:`H g = 0,\ g \ne 0` (see
-  :func:`gradient_flatness`). One compiled ``lax.scan`` of ``steps`` iterations; vmappable over
-  starts.
+  :func:`gradient_flatness`). One compiled ``lax.while_loop`` of at most ``steps`` iterations;
+  vmappable over starts. ``grad_tol`` stops it as in :func:`newton_mr`.
 
   Args:
     weights: start ``(W_1, ..., W_N)``.
     loss: a :class:`lintraj.losses.Loss` or a function of the end-to-end matrix.
-    steps: iterations.
+    steps: the most iterations.
     lr: largest step tried.
+    grad_tol: stop once :math:`\|\nabla_\theta L^N\|^2` is below this (:func:`newton_mr`).
 
   Returns:
     A :class:`CriticalPointSearch`.
@@ -163,8 +207,9 @@ def gradient_norm_descent(weights, loss, *, steps: int, lr: float = 1.0) -> Crit
   """
   weights, loss = _check_network(weights, loss)
   steps = _check_steps(steps)
-  lr = jnp.asarray(check_positive("lr", lr), weights[0].dtype)
-  return _gradient_norm_run(weights, loss, lr, steps)
+  dtype = weights[0].dtype
+  lr = jnp.asarray(check_positive("lr", lr), dtype)
+  return _gradient_norm_run(weights, loss, lr, _tolerance(grad_tol, dtype), steps)
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "minres_iterations"))
@@ -174,12 +219,9 @@ def _newton_mr_run(weights, loss, key, grad_tol, steps, minres_iterations):
   m = minres_iterations
   rhs_unit = jnp.zeros((m + 1,), flat.dtype).at[0].set(1.0)
 
-  def squared_norm(x):
-    g = grad(x)
-    return g @ g
+  squared_norm = _squared_norm(grad)
 
-  def step(state):
-    t, x, squared, history = state
+  def step(t, x, squared, extra):
     g, matvec = jax.linearize(grad, x)
     # MINRES: the least-squares solution of H p = -g over the Krylov space K_m(H, g), from the
     # Lanczos relation H V_m = V_{m+1} Tbar_m (full reorthogonalisation).
@@ -195,25 +237,18 @@ def _newton_mr_run(weights, loss, key, grad_tol, steps, minres_iterations):
       return jnp.isfinite(new) & (new <= squared + 2 * _ARMIJO * a * slope)
 
     a = _backtrack(accept, jnp.ones((), flat.dtype))
-    history = tuple(h.at[t].set(v) for h, v in zip(history, (f(x), squared, a)))
-    moved = x + a * direction
-    return t + 1, moved, squared_norm(moved), history
+    return x + a * direction, extra, a
 
-  def going(state):
-    t, _, squared, _ = state
-    return (t < steps) & ~(squared < grad_tol)  # a NaN norm goes on, as without a tolerance
-
-  empty = tuple(jnp.zeros((steps,), flat.dtype) for _ in range(3))
-  iterations, x, squared, history = lax.while_loop(
-    going, step, (jnp.zeros((), jnp.int32), flat, squared_norm(flat), empty)
+  return _search(
+    step,
+    flat,
+    (),
+    steps=steps,
+    grad_tol=grad_tol,
+    f=f,
+    squared_norm=squared_norm,
+    unravel=unravel,
   )
-  # After a stop every entry repeats the stopped point, with step 0.
-  after = jnp.arange(steps) >= iterations
-  value = f(x)
-  history = tuple(
-    jnp.where(after, fill, h) for h, fill in zip(history, (value, squared, jnp.zeros_like(value)))
-  )
-  return _search_result(unravel, x, history, value, squared, iterations)
 
 
 def newton_mr(
@@ -290,39 +325,54 @@ def newton_mr(
     if minres_iterations is None
     else min(check_int("minres_iterations", minres_iterations, 1), size)
   )
-  grad_tol = 0.0 if grad_tol is None else check_positive("grad_tol", grad_tol)
   return _held(
     _newton_mr_run,
     weights,
     loss,
     _default_key(key),
-    jnp.asarray(grad_tol, weights[0].dtype),
+    _tolerance(grad_tol, weights[0].dtype),
     steps,
     m,
   )
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _damped_newton_run(weights, loss, lr, damping, rcond, steps):
+def _damped_newton_run(weights, loss, lr, damping, rcond, grad_tol, steps):
   flat, unravel, f = _flat_loss(weights, loss)
   grad = jax.grad(f)
 
-  def step(x, _):
+  squared_norm = _squared_norm(grad)
+
+  def step(t, x, squared, extra):
     g = grad(x)
     eigenvalues, eigenvectors = jnp.linalg.eigh(jax.hessian(f)(x))
     shifted = eigenvalues + damping
     kept = jnp.abs(shifted) > rcond * jnp.max(jnp.abs(shifted))
     inverse = jnp.where(kept, 1.0 / jnp.where(kept, shifted, 1.0), 0.0)
     direction = -eigenvectors @ (inverse * (eigenvectors.T @ g))
-    return x + lr * direction, (f(x), g @ g, lr)
+    return x + lr * direction, extra, lr
 
-  x, history = lax.scan(step, flat, None, length=steps)
-  g = grad(x)
-  return _search_result(unravel, x, history, f(x), g @ g)
+  return _search(
+    step,
+    flat,
+    (),
+    steps=steps,
+    grad_tol=grad_tol,
+    f=f,
+    squared_norm=squared_norm,
+    unravel=unravel,
+  )
 
 
 def damped_newton(
-  weights, loss, *, steps: int, lr: float = 0.5, damping: float = 0.0, rcond: float = 1e-10
+  weights,
+  loss,
+  *,
+  steps: int,
+  lr: float = 0.5,
+  damping: float = 0.0,
+  rcond: float = 1e-10,
+  grad_tol: float | None = None,
 ) -> CriticalPointSearch:
   r"""Find a critical point with damped Newton: a fixed fraction of the (shifted,
   pseudo-inverse) Newton step.
@@ -334,8 +384,9 @@ def damped_newton(
   :math:`H_t + \mu I` below ``rcond`` times the largest in magnitude (the Hessian of a deep linear
   network is singular along its symmetries). With :math:`\mu = 0` this is Newton's root-finding
   iteration on :math:`g = 0`, attracted to critical points of every index. Dense Hessian
-  (eigendecomposition every step): small networks. One compiled ``lax.scan``; vmappable. The
-  eigendecomposition calls LAPACK, held to one thread as in :func:`newton_mr`.
+  (eigendecomposition every step): small networks. One compiled ``lax.while_loop``; vmappable;
+  ``grad_tol`` stops it as in :func:`newton_mr`. The eigendecomposition calls LAPACK, held to one
+  thread as in :func:`newton_mr`.
 
   Args:
     weights: start ``(W_1, ..., W_N)``.
@@ -344,9 +395,10 @@ def damped_newton(
     lr: step fraction :math:`0 < \alpha \le 1`.
     damping: shift :math:`\mu \ge 0`.
     rcond: relative cutoff of the pseudo-inverse.
+    grad_tol: stop once :math:`\|\nabla_\theta L^N\|^2` is below this (:func:`newton_mr`).
 
   Returns:
-    A :class:`CriticalPointSearch` (``step_size`` is ``lr`` at every step).
+    A :class:`CriticalPointSearch` (``step_size`` is ``lr`` at every step that ran).
 
   Example:
     >>> import jax, jax.numpy as jnp, lintraj as lt
@@ -375,5 +427,6 @@ def damped_newton(
     jnp.asarray(lr, dtype),
     jnp.asarray(damping, dtype),
     jnp.asarray(rcond, dtype),
+    _tolerance(grad_tol, dtype),
     steps,
   )
