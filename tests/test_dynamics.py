@@ -195,23 +195,25 @@ def _valid():
 @pytest.mark.parametrize(
   "change,match",
   [
-    (dict(weights=(jnp.ones((4, 3)), jnp.ones((2, 5)))), "do not chain"),
-    (dict(weights=(jnp.ones(3),)), "2-D"),
-    (dict(weights=()), "non-empty"),
-    (dict(loss=lt.losses.target(jnp.ones((3, 2)))), "target has shape"),
-    (dict(lr=0.0), "lr must be"),
-    (dict(lr=-1.0), "lr must be"),
-    (dict(lr=float("nan")), "lr must be"),
-    (dict(lr=float("inf")), "lr must be"),
-    (dict(steps=-1), "steps must be"),
-    (dict(steps=2.5), "steps must be"),
-    (dict(record_every=0), "record_every must be"),
-    (dict(loss="mse"), "loss must be"),
+    (lambda: dict(weights=(jnp.ones((4, 3)), jnp.ones((2, 5)))), "do not chain"),
+    (lambda: dict(weights=(jnp.ones(3),)), "2-D"),
+    (lambda: dict(weights=()), "non-empty"),
+    (lambda: dict(loss=lt.losses.target(jnp.ones((3, 2)))), "target has shape"),
+    (lambda: dict(lr=0.0), "lr must be"),
+    (lambda: dict(lr=-1.0), "lr must be"),
+    (lambda: dict(lr=float("nan")), "lr must be"),
+    (lambda: dict(lr=float("inf")), "lr must be"),
+    (lambda: dict(steps=-1), "steps must be"),
+    (lambda: dict(steps=2.5), "steps must be"),
+    (lambda: dict(record_every=0), "record_every must be"),
+    (lambda: dict(loss="mse"), "loss must be"),
   ],
 )
 def test_bad_input_raises_before_tracing(change, match, compiles):
+  # ``change`` is a lambda: a JAX array made at collection would start XLA's threads in the
+  # process that mutation testing forks from (docs/mutation-testing.md).
   ws, loss = _valid()
-  kwargs = dict(weights=ws, loss=loss, lr=0.1, steps=5, record_every=1) | change
+  kwargs = dict(weights=ws, loss=loss, lr=0.1, steps=5, record_every=1) | change()
   before = compiles("_segment")
   with pytest.raises(ValueError, match=match):
     lt.gradient_descent(kwargs.pop("weights"), kwargs.pop("loss"), **kwargs)

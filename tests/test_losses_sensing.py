@@ -192,19 +192,25 @@ def test_split_test_part_is_the_validation_loss_of_a_run(x64):
   np.testing.assert_allclose(traj.loss, train_curve, rtol=1e-10)
 
 
+def _key0():
+  return jax.random.PRNGKey(0)
+
+
 @pytest.mark.parametrize(
   "key,x,y,n_test,match",
   [
-    (jax.random.PRNGKey(0), np.ones((5, 2)), np.ones(5), 0, r"from 1 to m - 1 = 4.*got 0"),
-    (jax.random.PRNGKey(0), np.ones((5, 2)), np.ones(5), 5, r"from 1 to m - 1 = 4.*got 5"),
-    (jax.random.PRNGKey(0), np.ones((5, 2)), np.ones(5), 0.2, r"n_test=round\(f \* m\)"),
-    (jax.random.PRNGKey(0), np.ones((5, 2)), np.ones(5), True, "n_test must be an integer"),
-    (jax.random.PRNGKey(0), np.ones((5, 2)), np.ones(4), 2, r"same m rows.*\(5, 2\) and \(4,\)"),
-    (jax.random.PRNGKey(0), np.ones((1, 2)), np.ones(1), 1, "at least 2 examples"),
-    (jax.random.PRNGKey(0), np.full((5, 2), np.nan), np.ones(5), 2, "x has non-finite"),
-    (0, np.ones((5, 2)), np.ones(5), 2, r"PRNGKey\(0\)"),
+    (_key0, np.ones((5, 2)), np.ones(5), 0, r"from 1 to m - 1 = 4.*got 0"),
+    (_key0, np.ones((5, 2)), np.ones(5), 5, r"from 1 to m - 1 = 4.*got 5"),
+    (_key0, np.ones((5, 2)), np.ones(5), 0.2, r"n_test=round\(f \* m\)"),
+    (_key0, np.ones((5, 2)), np.ones(5), True, "n_test must be an integer"),
+    (_key0, np.ones((5, 2)), np.ones(4), 2, r"same m rows.*\(5, 2\) and \(4,\)"),
+    (_key0, np.ones((1, 2)), np.ones(1), 1, "at least 2 examples"),
+    (_key0, np.full((5, 2), np.nan), np.ones(5), 2, "x has non-finite"),
+    (lambda: 0, np.ones((5, 2)), np.ones(5), 2, r"PRNGKey\(0\)"),
   ],
 )
 def test_split_bad_input(key, x, y, n_test, match):
+  # ``key`` makes the key: a JAX array made at collection would start XLA's threads in the
+  # process that mutation testing forks from (docs/mutation-testing.md).
   with pytest.raises(ValueError, match=match):
-    lt.losses.split(key, x, y, n_test)
+    lt.losses.split(key(), x, y, n_test)

@@ -90,11 +90,33 @@ def _results(copy: Path, module: str) -> tuple[dict, list[str]]:
   return counts, survivors
 
 
+# Collects one test file and exits 3 when that started a JAX backend (and so XLA's threads).
+_COLLECT_CHECK = """
+import sys, pytest
+from jax._src import xla_bridge
+pytest.main(["--collect-only", "-q", "-p", "no:randomly", "-p", "no:xdist", sys.argv[1]])
+sys.exit(3 if xla_bridge._backends else 0)
+"""
+
+
+def _starts_jax_at_collection(tests: list[str], env: dict) -> list[str]:
+  """The test files whose collection makes a JAX array. mutmut forks every mutant from a process
+  that has collected the tests: XLA's threads running there deadlock the forked mutants (they
+  count as timeouts, and a run loses an hour), so such a selection is refused before it starts."""
+  files = sorted({test.split("::")[0] for test in tests})
+  return [
+    f
+    for f in files
+    if subprocess.run(
+      [sys.executable, "-c", _COLLECT_CHECK, f], cwd=ROOT, env=env, capture_output=True
+    ).returncode
+    == 3
+  ]
+
+
 def run_module(module: str, tests: list[str], workdir: Path, max_children: int) -> dict:
   name = module.replace("/", "_").removesuffix(".py")
   copy = workdir / name
-  _copy_repository(copy)
-  _rewrite_pyproject(copy, _mutmut_section(_config(), module, tests))
   cache = workdir / "xla-cache"  # shared by every mutant: keyed by the compiled program
   cache.mkdir(parents=True, exist_ok=True)
   env = dict(
@@ -108,6 +130,17 @@ def run_module(module: str, tests: list[str], workdir: Path, max_children: int) 
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
   )
+  starting = _starts_jax_at_collection(tests, env)
+  if starting:
+    print(
+      f"{module}: {', '.join(starting)} make a JAX array at collection (a parametrize argument "
+      "or a module-level value): forked mutants would deadlock. Build it inside the test (pass "
+      "a lambda); see docs/mutation-testing.md.",
+      file=sys.stderr,
+    )
+    return dict(module=module, tests=tests, error="jax at collection", wall_s=0)
+  _copy_repository(copy)
+  _rewrite_pyproject(copy, _mutmut_section(_config(), module, tests))
   mutmut = [sys.executable, "-c", "from mutmut.__main__ import cli; cli()"]
   start = time.monotonic()
   with open(copy / "mutmut.log", "w") as log:
@@ -123,8 +156,7 @@ def run_module(module: str, tests: list[str], workdir: Path, max_children: int) 
     print(f"{module}: mutmut failed (exit {rc}); see {copy / 'mutmut.log'}", file=sys.stderr)
     return dict(module=module, tests=tests, error=rc, wall_s=round(wall))
   if "os.fork() was called" in (copy / "mutmut.log").read_text():
-    # A test module that makes a JAX array at import starts XLA's threads in the fork server:
-    # forked mutants can then deadlock (and count as timeouts). Build such values in the test.
+    # JAX started in the fork server after all (a fixture, a plugin): forked mutants can deadlock.
     print(f"{module}: warning: JAX was initialized before forking; see mutmut.log", file=sys.stderr)
   counts, survivors = _results(copy, module)
   with open(copy / "survivors.txt", "w") as out:
