@@ -177,15 +177,27 @@ def test_complex_data_are_refused(make):
     make()
 
 
+def _raises_without_a_message(w):
+  raise RuntimeError()
+
+
 @pytest.mark.parametrize(
   "fn, match",
   [
-    (lambda w: w**2, "real scalar; got shape"),
-    (lambda w: jnp.sum(w) * 1j, "real scalar; got dtype complex"),
+    (
+      lambda w: w**2,
+      r"real scalar; got shape \(2, 3\), dtype float32\. Reduce it to one number of a \(2, 3\) ",
+    ),
+    (lambda w: jnp.sum(w) * 1j, r"real scalar; got dtype complex64\. Return a real floating"),
     (lambda w: jnp.sum(w).astype(jnp.int32), "real scalar; got dtype int32"),
-    (lambda w: (jnp.sum(w), jnp.sum(w)), "real scalar; got tuple"),
-    (lambda w: float(w[0, 0]), "cannot be traced"),
-    (lambda w: np.sum(np.asarray(w)), "cannot be traced"),
+    (lambda w: (jnp.sum(w), jnp.sum(w)), r"real scalar; got tuple\. Reduce it to one number"),
+    (
+      lambda w: float(w[0, 0]),
+      r"'<lambda>' cannot be traced by JAX on a \(2, 3\) end-to-end matrix "
+      r"\(ConcretizationTypeError: Abstract tracer.*\); write it with jax.numpy only \(no float",
+    ),
+    (lambda w: np.sum(np.asarray(w)), r"\(TracerArrayConversionError: The numpy"),
+    (_raises_without_a_message, r"'_raises_without_a_message' cannot .*\(RuntimeError: \); write"),
   ],
 )
 def test_check_loss_refuses_what_gradient_descent_cannot_run(fn, match):
