@@ -7,6 +7,7 @@ weights.
 """
 
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -241,6 +242,58 @@ def test_gradient_flow_sharpness_matches_np_roots():
   assert theory.flattest_sharpness(4, 1.7) == pytest.approx(
     float(theory.gradient_flow_sharpness(np.full(4, 0.3), 1.7))
   )
+
+
+def test_gradient_flow_sharpness_below_one_depth_one_and_float32():
+  """phi < 1 (the root s of prod_i (a_i + s) = phi^2 is near phi^{2/N} < 1 for small starts, so a
+  bracket that is not above it misses), depth 1 (the loss 1/2 (w - phi)^2 has Hessian 1 at its
+  minimum), and float32 magnitudes (a run's layer_singular_values), squared in float64."""
+  rng = np.random.default_rng(1)
+  magnitudes = np.vstack([np.full(4, 0.1), rng.uniform(0.02, 0.6, size=(3, 4))])
+  np.testing.assert_allclose(
+    theory.gradient_flow_sharpness(magnitudes, 0.5),
+    [_flow_sharpness(m, 0.5) for m in magnitudes],
+    rtol=1e-10,
+  )
+  assert float(theory.gradient_flow_sharpness(np.full(4, 0.1), 0.5)) == pytest.approx(
+    4 * 0.5**1.5, rel=1e-12
+  )  # balanced start: S_min = N phi^{2 - 2/N}
+  np.testing.assert_allclose(theory.gradient_flow_sharpness([[0.3], [5.0]], 2.0), [1.0, 1.0])
+  single = np.float32(rng.uniform(0.05, 3.0, size=(5, 4)))
+  np.testing.assert_allclose(
+    theory.gradient_flow_sharpness(single, 1.7),
+    [_flow_sharpness(m.astype(np.float64), 1.7) for m in single],
+    rtol=1e-10,
+  )
+
+
+def test_gradient_flow_sharpness_of_nan_and_infinite_rows_without_warnings():
+  """A diverged lane (NaN or infinite magnitudes) gives NaN or inf, quietly; the other rows are
+  unaffected."""
+  magnitudes = np.array([[np.nan, 1.0], [np.inf, 1.0], [0.3, 0.3]])
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    got = theory.gradient_flow_sharpness(magnitudes, 2.0)
+  assert np.isnan(got[0]) and got[1] == np.inf
+  assert got[2] == pytest.approx(2 * 2.0)  # balanced depth 2: S_min = N phi^{2 - 2/N}
+
+
+@pytest.mark.parametrize(
+  "call, match",
+  [
+    (lambda: theory.gradient_flow_sharpness([0.3, 0.3], 0.0), r"^phi must be a positive"),
+    (lambda: theory.gradient_flow_sharpness(0.3, 2.0), r"^magnitudes must have a last axis of N"),
+    (
+      lambda: theory.gradient_flow_sharpness(np.zeros((3, 0)), 2.0),
+      r"^magnitudes must have a last axis of N >= 1 layer magnitudes; got shape \(3, 0\)",
+    ),
+    (lambda: theory.flattest_sharpness(2, -1.0), r"^sigma_max must be a positive"),
+    (lambda: theory.flattest_sharpness(0, 1.0), r"^depth must be an integer >= 1"),
+  ],
+)
+def test_sharpness_closed_forms_reject_bad_input(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
 
 
 def test_classify_tail():

@@ -30,6 +30,13 @@ def test_theorem1_matches_the_formulas(x64, depth):
   np.testing.assert_allclose(bounds.rate, c ** (2 * (n - 1) / n))
   jitted = jax.jit(theory.theorem1, static_argnums=2)(jnp.asarray(phi), c, depth)
   np.testing.assert_allclose(jnp.stack(jitted), jnp.stack(bounds))
+  # A float32 margin (deficiency_margin of float32 weights) with x64 on: computed in float64.
+  c32 = float(np.float32(c))
+  single = theory.theorem1(phi, np.float32(c), depth)
+  np.testing.assert_allclose(
+    single.max_lr, c32 ** ((4 * n - 2) / n) / (6144 * n**3 * norm ** ((6 * n - 4) / n)), rtol=1e-13
+  )
+  np.testing.assert_allclose(single.rate, c32 ** (2 * (n - 1) / n), rtol=1e-13)
 
 
 def test_iterations_bound_matches_the_formula(x64):
@@ -37,21 +44,55 @@ def test_iterations_bound_matches_the_formula(x64):
     math.log(2e6) / (0.01 * 0.5 ** (4 / 3))
   )
   assert float(theory.iterations_bound(1e-7, 1e-6, 0.01, 0.5, 3)) == 0.0
+  assert float(theory.iterations_bound(0.0, 1e-6, 0.01, 0.5, 3)) == 0.0  # already at the minimum
+  # A float32 margin (deficiency_margin of float32 weights) with x64 on: the rate in float64.
+  c = float(np.float32(0.37))
+  assert float(theory.iterations_bound(2.0, 1e-6, 0.01, np.float32(0.37), 3)) == pytest.approx(
+    math.log(2e6) / (0.01 * c ** (4 / 3)), rel=1e-13
+  )
 
 
 @pytest.mark.parametrize(
   "call, match",
   [
-    (lambda: theory.theorem1(np.eye(2), 0.0, 2), "margin"),
-    (lambda: theory.theorem1(np.eye(2), -1.0, 2), "margin"),
-    (lambda: theory.theorem1(np.ones(3), 0.5, 2), "target"),
-    (lambda: theory.theorem1(np.eye(2), 0.5, 0), "depth"),
+    (
+      lambda: theory.theorem1(np.eye(2), 0.0, 2),
+      r"^margin must be positive and finite; got 0\.0\. Theorem 1 needs a deficiency margin c > 0 "
+      r"\(lintraj\.metrics\.deficiency_margin\)\.$",
+    ),
+    (
+      lambda: theory.theorem1(np.eye(2), None, 2),
+      r"^margin must be positive and finite; got None\.",
+    ),
+    (lambda: theory.theorem1(np.eye(2), -1.0, 2), r"^margin must be positive"),
+    (
+      lambda: theory.theorem1(np.ones(3), 0.5, 2),
+      r"^target must be a \(d_N, d_0\) matrix Phi; got shape \(3,\)\. Reshape a vector to "
+      r"\(1, d_0\)\.$",
+    ),
+    (
+      lambda: theory.theorem1(np.array([[np.nan]]), 0.5, 2),
+      r"^target has non-finite entries \(NaN or inf\)",
+    ),
+    (lambda: theory.theorem1(np.eye(2), 0.5, 0), r"^depth must be an integer >= 1"),
     (lambda: theory.theorem1(np.eye(2), 0.5, True), "depth"),
     (lambda: theory.theorem1(np.eye(2), 0.5, 2.0), "depth"),
-    (lambda: theory.iterations_bound(1.0, 0.0, 0.1, 0.5, 2), "eps"),
-    (lambda: theory.iterations_bound(1.0, 1e-3, -0.1, 0.5, 2), "lr"),
-    (lambda: theory.iterations_bound(-1.0, 1e-3, 0.1, 0.5, 2), "loss0"),
-    (lambda: theory.iterations_bound(1.0, 1e-3, 0.1, 0.0, 2), "margin"),
+    (
+      lambda: theory.iterations_bound(1.0, 0.0, 0.1, 0.5, 2),
+      r"^eps must be positive and finite; got 0\.0\.$",  # the margin's hint is for the margin
+    ),
+    (lambda: theory.iterations_bound(1.0, None, 0.1, 0.5, 2), r"^eps must be positive and finite"),
+    (lambda: theory.iterations_bound(1.0, 1e-3, -0.1, 0.5, 2), r"^lr must be positive and finite"),
+    (
+      lambda: theory.iterations_bound(-1.0, 1e-3, 0.1, 0.5, 2),
+      r"^loss0 must be a finite number >= 0",
+    ),
+    (lambda: theory.iterations_bound(np.inf, 1e-3, 0.1, 0.5, 2), r"^loss0 must be a finite"),
+    (
+      lambda: theory.iterations_bound(1.0, 1e-3, 0.1, 0.0, 2),
+      r"^margin must be positive and finite",
+    ),
+    (lambda: theory.iterations_bound(1.0, 1e-3, 0.1, 0.5, 0), r"^depth must be an integer >= 1"),
   ],
 )
 def test_bounds_reject_bad_input(call, match):
@@ -70,6 +111,14 @@ def test_check_theorem1_reports_each_condition(x64):
   assert good.iterations == math.ceil(
     float(theory.iterations_bound(good.loss, 1e-5, 1e-9, good.margin, 2))
   )
+  c = good.margin  # depth 2, ||Phi||_F = 1.5: the closed forms of Theorem 1
+  assert good.max_balancedness == pytest.approx(c**2 / (256 * 8 * 1.5))
+  assert good.rate == pytest.approx(c) and good.balancedness == 0.0
+  assert (good.lr, good.eps) == (1e-9, 1e-5)  # the lr checked and the default eps, reported
+  coarse = theory.check_theorem1(lt.init.residual((2, 2, 2)), phi, 1e-9, eps=1e-3)
+  assert coarse.eps == 1e-3 and coarse.iterations == math.ceil(
+    math.log(coarse.loss / 1e-3) / (1e-9 * c)
+  )
 
   assert not theory.check_theorem1(lt.init.residual((2, 2, 2)), phi, 1.0).lr_ok
   unbalanced = (2 * jnp.eye(2), 0.5 * jnp.eye(2))  # same end-to-end matrix, imbalance 3.75 sqrt(2)
@@ -85,10 +134,18 @@ def test_check_theorem1_rejects_bad_input():
   ws = lt.init.residual((2, 2, 2))
   with pytest.raises(ValueError, match="target has shape"):
     theory.check_theorem1(ws, np.ones((3, 2)), 1e-3)
-  with pytest.raises(ValueError, match="lr"):
+  with pytest.raises(ValueError, match=r"^lr must be a positive finite number"):
     theory.check_theorem1(ws, np.eye(2), 0.0)
-  with pytest.raises(ValueError, match="eps"):
+  with pytest.raises(ValueError, match=r"^eps must be a positive finite number"):
     theory.check_theorem1(ws, np.eye(2), 1e-3, eps=0.0)
+  # dims (2, 4, 3): W_{1:2} is (3, 2); the message gives (d_N, d_0), not a hidden width
+  wide = (jnp.ones((4, 2)), jnp.ones((3, 4)))
+  with pytest.raises(
+    ValueError,
+    match=r"^target has shape \(2, 3\) but the end-to-end matrix of these weights has shape "
+    r"\(3, 2\) \(d_N, d_0\)\.$",
+  ):
+    theory.check_theorem1(wide, np.ones((2, 3)), 1e-3)
 
 
 # --- end_to_end_velocity, singular_value_velocity
@@ -198,6 +255,48 @@ def test_velocities_and_flow_reject_bad_input(call, match):
     call()
 
 
+@pytest.mark.parametrize("velocity", ["end_to_end_velocity", "singular_value_velocity"])
+def test_velocities_name_the_bad_matrix(velocity):
+  """The message names the argument that is not a 2-D floating matrix (w or grad) and the fix."""
+  f = getattr(theory, velocity)
+  with pytest.raises(ValueError, match=r"^w must be a 2-D floating matrix .* lintraj.end_to_end"):
+    f(jnp.ones(3), jnp.ones((1, 3)), 2)
+  with pytest.raises(ValueError, match=r"^grad must be a 2-D floating matrix \(the end-to-end"):
+    f(jnp.ones((1, 3)), jnp.ones((1, 3), int), 2)
+
+
+def test_end_to_end_flow_and_velocity_messages_name_the_argument_and_the_fix():
+  with pytest.raises(ValueError, match=r"^w0 must be the end-to-end matrix, not a tuple of layers"):
+    theory.end_to_end_flow([jnp.ones((1, 2))], lambda w: jnp.sum(w), 2, lr=0.1, steps=2)
+  with pytest.raises(ValueError, match=r"^w0 must be a 2-D floating matrix"):
+    theory.end_to_end_flow(jnp.ones(2), lambda w: jnp.sum(w), 2, lr=0.1, steps=2)
+  with pytest.raises(ValueError, match=r"pass the gradient of the loss at w \(same shape\)\.$"):
+    theory.end_to_end_velocity(jnp.ones((2, 3)), jnp.ones((3, 2)), 2)
+
+
+def test_end_to_end_velocity_float32_with_x64_enabled_cuts_float32_rounding(x64):
+  """A float32 rank-1 W = sigma u v^T (its SVD has float32 rounding noise, about 1e-8 sigma, in
+  place of the zero singular value) against the definition in closed form: (W W^T)^p = sigma^{2p}
+  u u^T for p > 0 and I for p = 0, so the velocity is
+  -sigma^{2(N-1)/N} (G P_v + P_u G + (N - 2) P_u G P_v). The noise must count as 0 at float32's
+  threshold (kept, it would add (noise / sigma)^{2/N}, about 2e-3 relative at N = 6, to the
+  off-diagonal blocks), and float32 stays float32 although x64 is on. sigma = 100: a threshold
+  without the factor sigma_max, or divided by it, keeps the noise too."""
+  rng = np.random.default_rng(3)
+  u, v = rng.standard_normal(3), rng.standard_normal(2)
+  u, v, sigma, depth = u / np.linalg.norm(u), v / np.linalg.norm(v), 100.0, 6
+  w32 = np.float32(sigma * np.outer(u, v))
+  g32 = np.float32(rng.standard_normal((3, 2)))
+  assert np.linalg.svd(w32, compute_uv=False)[1] > 0  # the rounding noise the test is about
+  got = theory.end_to_end_velocity(jnp.asarray(w32), jnp.asarray(g32), depth)
+  assert got.dtype == jnp.float32
+  g, p_u, p_v = g32.astype(np.float64), np.outer(u, u), np.outer(v, v)
+  expected = -(sigma ** (2 * (depth - 1) / depth)) * (
+    g @ p_v + p_u @ g + (depth - 2) * p_u @ g @ p_v
+  )
+  np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+
+
 # --- end_to_end_flow ------------------------------------------------------------------------------
 
 
@@ -219,6 +318,15 @@ def test_end_to_end_flow_is_euler_steps_of_the_rule(x64):
   np.testing.assert_allclose(
     traj.deficiency_margin[0], np.linalg.svd(phi, compute_uv=False)[-1] - np.linalg.norm(w0 - phi)
   )
+
+
+def test_end_to_end_flow_records_every_step_by_default(x64):
+  phi, w0 = np.array([[1.0, 0.5]]), np.array([[0.1, 0.0]])
+  traj = theory.end_to_end_flow(jnp.asarray(w0), lt.losses.target(phi), 1, lr=0.1, steps=3)
+  np.testing.assert_array_equal(traj.step, [0, 1, 2, 3])
+  # depth 1: the rule is GD on W, W(t) = phi + 0.9^t (W(0) - phi)
+  expected = [0.5 * 0.81**t * np.sum((w0 - phi) ** 2) for t in range(4)]
+  np.testing.assert_allclose(traj.loss, expected, rtol=1e-12)
 
 
 # --- mode_strength --------------------------------------------------------------------------------
@@ -313,6 +421,34 @@ def test_mode_strength_is_jittable_and_does_not_retrace(x64, compiles):
   theory.mode_strength(jnp.ones(5), jnp.ones(5), 0.1, 3)
   size = compiles("_mode_strength")
   theory.mode_strength(2 * jnp.ones(5), 3 * jnp.ones(5), 0.2, 3)
+  assert compiles("_mode_strength") == size
+
+
+def test_mode_strength_float32_with_x64_enabled_stays_float32(x64):
+  """Float32 inputs with Python numbers give float32 (the dtype is that of the arrays; Python
+  numbers give the default, float64), and agree with float64 to float32 rounding."""
+  t = np.array([0.0, 1.0, 10.0])
+  expected = theory.mode_strength(t, 1.0, 0.1, 3)
+  assert expected.dtype == jnp.float64
+  for s, u0 in ((1.0, 0.1), (np.float32(1.0), np.float32(0.1))):
+    got = theory.mode_strength(np.float32(t), s, u0, 3)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+  assert theory.mode_strength(1.0, np.float32(1.0), 0.1, 3).dtype == jnp.float32
+  assert theory.mode_strength(1.0, 1.0, np.float32(0.1), 3).dtype == jnp.float32
+  # integers are the numbers they are (steps as times, integer singular values)
+  got = theory.mode_strength(np.arange(3), 2, 1, 3)
+  assert got.dtype == jnp.float64
+  np.testing.assert_allclose(got, theory.mode_strength(np.arange(3.0), 2.0, 1.0, 3), rtol=1e-15)
+  assert got[0] == 1.0
+
+
+def test_mode_strength_pads_to_a_power_of_two_of_at_least_8(x64, compiles):
+  """Sizes 1 to 8 share one compilation (depth 5: no other test compiles it)."""
+  theory.mode_strength(jnp.ones(3), 1.0, 0.1, 5)
+  size = compiles("_mode_strength")
+  for n in (1, 7, 8):
+    theory.mode_strength(jnp.ones(n), 1.0, 0.1, 5)
   assert compiles("_mode_strength") == size
 
 
