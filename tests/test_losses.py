@@ -126,6 +126,7 @@ def test_autoencoder_loss_is_half_the_trace_of_the_residual_covariance(x64):
     # asymmetry and negative eigenvalues are measured relative to the largest entry (1000 here):
     (lambda: 1e3 * np.eye(2) + np.array([[0, 2e-3], [0, 0]]), "symmetric.*cov.T"),
     (lambda: np.diag([1e3, -2e-3]), "positive semidefinite"),
+    (lambda: np.diag([1.0, np.nan]), "^cov has non-finite"),
   ],
 )
 def test_covariance_refused_with_the_fix(cov, match):
@@ -176,14 +177,15 @@ def _weighted(w, d):
 @pytest.mark.parametrize(
   "losses,match",
   [
-    (lambda: [], "empty sequence"),
+    (lambda: [], "^loss is an empty sequence; give one loss per lane"),
     (
       lambda: [lt.losses.target(np.ones((2, 3))), lt.losses.target(np.ones((3, 2)))],
       r"lane 0 is Loss\(target.*lane 1 is",
     ),
     (
       lambda: [lt.losses.target(np.ones((2, 2))), lt.losses.autoencoder_loss(np.eye(2))],
-      "differ in kind or shapes",
+      r"differ in kind or shapes.*needs one function with same-shaped data \(e.g. "
+      r"lt.losses.target of same-shaped targets\)\.$",
     ),
     (
       lambda: [
@@ -217,6 +219,9 @@ def test_matrix_completion_minibatch_scales_the_batch_sum_by_m_over_b(x64):
   assert float(loss.minibatch(jnp.asarray(index))(w)) == pytest.approx(expected, rel=1e-13)
   single = lt.losses.matrix_completion(mask, values.astype(np.float32))
   assert single(jnp.asarray(w, jnp.float32)).dtype == jnp.float32
+  lanes = lt.losses.stack_losses([single, single])  # the count of entries is stored, not weak
+  got = jax.vmap(lambda loss, v: loss(v))(lanes, jnp.asarray(np.stack([w, w]), jnp.float32))
+  assert got.dtype == jnp.float32
 
 
 def test_lp_regression_examples_p_bounds_and_dtype(x64):
@@ -240,7 +245,10 @@ def test_lp_regression_examples_p_bounds_and_dtype(x64):
 @pytest.mark.parametrize(
   "call,match",
   [
-    (lambda: lt.losses.matrix_completion(np.zeros((2, 2), bool), np.ones((2, 2))), "no entry"),
+    (
+      lambda: lt.losses.matrix_completion(np.zeros((2, 2), bool), np.ones((2, 2))),
+      "^mask observes no entry",
+    ),
     (
       lambda: lt.losses.matrix_completion(np.ones((2, 2), bool), [[1, np.nan], [1, 1]]),
       "^values has non-finite",
