@@ -1,5 +1,7 @@
 """Losses and whitening against closed forms and NumPy."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,21 @@ def test_target_loss_is_half_squared_distance(x64):
   loss = lt.losses.target(phi)
   assert float(loss(w)) == pytest.approx(0.5 * np.sum((w - phi) ** 2), rel=1e-14)
   np.testing.assert_array_equal(loss.target, phi)
+  assert loss.name == "target"
+  with pytest.raises(ValueError, match="^phi has non-finite"):
+    lt.losses.target([[1.0, np.nan]])
+
+
+def test_a_loss_is_named_by_its_argument_its_function_or_custom():
+  def mine(w):
+    return jnp.sum(w)
+
+  assert lt.losses.Loss(mine).name == "mine"
+  assert lt.losses.Loss(mine, name="given").name == "given"
+  assert lt.losses.Loss(functools.partial(mine)).name == "custom"  # a partial has no __name__
+  assert lt.losses.as_loss(mine).name == "mine"
+  with pytest.raises(ValueError, match=r"got int\. For a target matrix use lintraj.losses.target"):
+    lt.losses.as_loss(3)
 
 
 def test_regression_loss_and_least_squares_target(x64):

@@ -188,7 +188,11 @@ def _raises_without_a_message(w):
       lambda w: w**2,
       r"real scalar; got shape \(2, 3\), dtype float32\. Reduce it to one number of a \(2, 3\) ",
     ),
-    (lambda w: jnp.sum(w) * 1j, r"real scalar; got dtype complex64\. Return a real floating"),
+    (
+      lambda w: jnp.sum(w) * 1j,
+      r"real scalar; got dtype complex64\. Return a real floating value \(gradient descent needs "
+      r"one\), e.g. jnp.abs\(z\) \*\* 2 for a complex z\.$",
+    ),
     (lambda w: jnp.sum(w).astype(jnp.int32), "real scalar; got dtype int32"),
     (lambda w: (jnp.sum(w), jnp.sum(w)), r"real scalar; got tuple\. Reduce it to one number"),
     (
