@@ -342,15 +342,20 @@ def spec(x):
 
 def record_shapes(weights, loss, rec: Recorder, validation=None) -> dict:
   """Shapes and dtypes of one network's record (traced once per shapes, dtypes, loss kind,
-  recorder and validation loss kind)."""
+  recorder, validation loss kind and x64 mode: a user metric's dtype can depend on the mode)."""
   leaves, treedef = jax.tree_util.tree_flatten((loss, validation))
   return _traced_record_shapes(
-    tuple(spec(w) for w in weights), treedef, tuple(spec(x) for x in leaves), rec
+    tuple(spec(w) for w in weights),
+    treedef,
+    tuple(spec(x) for x in leaves),
+    rec,
+    bool(jax.config.jax_enable_x64),
   )
 
 
 @functools.lru_cache(maxsize=256)
-def _traced_record_shapes(weight_specs, losses_treedef, loss_specs, rec) -> dict:
+def _traced_record_shapes(weight_specs, losses_treedef, loss_specs, rec, x64: bool) -> dict:
+  del x64  # a key only: eval_shape below traces in the current mode
   losses = jax.tree_util.tree_unflatten(
     losses_treedef, [jax.ShapeDtypeStruct(*s) for s in loss_specs]
   )

@@ -1,5 +1,7 @@
 """gradient_descent and train against an independent NumPy reference; semantics of a run."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -247,3 +249,106 @@ def test_another_p_of_lp_regression_does_not_recompile(compiles):
   compiled = compiles("_segment")
   lt.gradient_descent(ws, lt.losses.lp_regression(x, y, 4), lr=0.01, steps=5)
   assert compiles("_segment") == compiled
+
+
+def test_schedule_records_checkpoints_and_defaults():
+  """Records, record steps and checkpoint intervals of hand-computed schedules."""
+  s = recording.Schedule(10, 3)
+  assert (s.record_every, s.track_every, s.checkpoint_every) == (3, 1, None)
+  assert s.records == 4 and s.checkpoint_records is None
+  steps = s.record_steps()
+  assert steps.dtype == np.int32 and steps.tolist() == [0, 3, 6, 9]
+  assert recording.Schedule(9, 3).record_steps().tolist() == [0, 3, 6, 9]
+  assert recording.Schedule(8, 3).records == 3 and recording.Schedule(0, 1).records == 1
+  assert recording.Schedule(5).record_steps().tolist() == [0, 1, 2, 3, 4, 5]
+  # checkpoint_every in steps, rounded up to whole records
+  for every, records in ((1, 1), (3, 1), (4, 2), (6, 2), (7, 3)):
+    assert recording.Schedule(10, 3, 2, every).checkpoint_records == records, every
+  full = recording.Schedule(10, 3, 2, 7)
+  assert full.compiled() == recording.Schedule(10, 3, 2, None)
+  assert full.checkpoint_every == 7  # compiled() is a copy
+
+
+def test_schedule_validates_each_argument_by_name():
+  build = recording.schedule
+  assert build(10, 2, 3, 5) == recording.Schedule(10, 2, 3, 5)
+  assert build(10, 3) == recording.Schedule(10, 3, 1, None)
+  assert build(0, 7) == recording.Schedule(0, 7)  # no steps: step 0 is all there is to record
+  assert build(5, 5).records == 2
+  top = recording.MAX_STEPS
+  assert build(top, top) == recording.Schedule(top, top)
+  with pytest.raises(
+    ValueError,
+    match=r"record_every=6 is larger than steps=5, so only step 0 would be recorded; "
+    r"use record_every <= steps \(e\.g\. record_every=5\)\.",
+  ):
+    build(5, 6)
+  for args, match in (
+    ((-1, 1), r"steps must be an integer in \[0, 2147483647\]; got -1"),
+    ((top + 1, 1), r"steps must be an integer in \[0, 2147483647\]"),
+    ((4, 0), r"record_every must be an integer in \[1, 2147483647\]; got 0"),
+    ((0, top + 1), r"record_every must be an integer in \[1, 2147483647\]"),
+    ((4, 2, 0), r"track_every must be an integer >= 1; got 0"),
+    ((4, 2, 1.0), r"track_every must be an integer >= 1"),
+    ((4, 2, 1, 0), r"checkpoint_every must be an integer >= 1; got 0"),
+    ((4, 2, 1, 2.0), r"checkpoint_every must be an integer >= 1"),
+  ):
+    with pytest.raises(ValueError, match=match):
+      build(*args)
+  assert build(4, 2, 1, 1).checkpoint_every == 1 and build(4, 2, 1).checkpoint_every is None
+
+
+def test_trajectory_of_records_and_lane_counters():
+  """Single runs: ints (None for -1, 0 kept); batches: the (B,) counters and tiled record steps."""
+  records = dict(
+    loss=np.arange(3.0),
+    balancedness=np.ones(3),
+    deficiency_margin=np.ones(3),
+    grad_norm=np.ones(3),
+    layer_singular_values=(np.ones((3, 1)),),
+    end_to_end_singular_values=np.ones((3, 1)),
+  )
+  sched, final = recording.Schedule(10, 4), (np.ones((1, 1)),)
+  watch = lambda step: types.SimpleNamespace(best=final, step=step)
+  one = recording.trajectory(records, sched, final, np.int32(-1), np.int32(0), batched=False)
+  assert one.step.tolist() == [0, 4, 8] and one.final is final
+  assert one.diverged_step is None and one.stopped_step == 0 and one.best_step is None
+  assert isinstance(one.stopped_step, int) and one.loss is records["loss"]
+  two = recording.trajectory(
+    records, sched, final, np.int32(8), np.int32(-1), batched=False, watch=watch(np.int32(4))
+  )
+  assert (two.diverged_step, two.stopped_step, two.best_step) == (8, None, 4)
+  assert two.best is final
+  assert (
+    recording.trajectory(
+      records, sched, final, -1, -1, batched=False, watch=watch(np.int32(-1))
+    ).best_step
+    is None
+  )
+  lanes = recording.trajectory(
+    records,
+    sched,
+    final,
+    np.array([-1, 4, 0]),
+    np.array([2, -1, -1]),
+    batched=True,
+    watch=watch([0, 8, -1]),
+  )
+  assert lanes.step.shape == (3, 3) and lanes.step.tolist() == [[0, 4, 8]] * 3
+  assert lanes.diverged_step.tolist() == [-1, 4, 0] and lanes.stopped_step.tolist() == [2, -1, -1]
+  assert lanes.best_step.tolist() == [0, 8, -1] and lanes.best is final
+
+
+def test_record_of_float32_weights_is_float32_with_x64(x64):
+  """The margin is cast to the weights' dtype, also against a float64 target, and NaN in it
+  without a target."""
+  ws = (jnp.ones((3, 2), jnp.float32), jnp.full((2, 3), 0.5, jnp.float32))
+  for target in (np.eye(2), None):
+    rec = recording.record(ws, jnp.float32(0), ws, target)
+    for name in ("deficiency_margin", "balancedness", "grad_norm", "end_to_end_singular_values"):
+      assert rec[name].dtype == jnp.float32, (name, target)
+  np.testing.assert_allclose(rec["end_to_end_singular_values"], [3.0, 0.0], atol=1e-6)
+  assert np.isnan(rec["deficiency_margin"]) and rec["deficiency_margin"].shape == ()
+  with_target = recording.record(ws, jnp.float32(0), ws, np.eye(2))["deficiency_margin"]
+  # W = 1.5 * ones(2, 2): sigma_min(I) - ||W - I||_F = 1 - sqrt(2 * 0.25 + 2 * 2.25)
+  np.testing.assert_allclose(with_target, 1 - np.sqrt(5.0), rtol=1e-6)

@@ -2,6 +2,8 @@
 for gradient_descent, train, batch_gradient_descent, batch_train (and metrics and tracking for
 gradient_flow), each checked against an independent computation."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -251,3 +253,230 @@ def test_deprecated_paths_warn_and_work(tmp_path, monkeypatch):
   with pytest.warns(DeprecationWarning, match="lintraj.resume"):
     again = lt.io.resume(path)
   np.testing.assert_array_equal(again.loss, traj.loss)
+
+
+_FIELDS = (
+  "fields loss, balancedness, deficiency_margin, grad_norm, layer_singular_values, "
+  "end_to_end_singular_values"
+)
+
+
+def _hand_trajectory(step, loss, **extra):
+  """A Trajectory of NumPy arrays written by hand (the repr reads shapes, steps and losses)."""
+  none = dict(balancedness=None, deficiency_margin=None, grad_norm=None)
+  return lt.Trajectory(
+    step=np.asarray(step),
+    loss=np.asarray(loss),
+    **none,
+    layer_singular_values=(),
+    end_to_end_singular_values=None,
+    final=(np.ones((3, 2)), np.ones((1, 3))),
+    **extra,
+  )
+
+
+def test_trajectory_repr_of_every_kind_of_run():
+  """The repr of a single, a batched, a continuous-time and an empty trajectory, written out."""
+  single = _hand_trajectory(np.array([0, 5, 10], np.int32), [1.0, 0.5, 0.25], stopped_step=10)
+  assert repr(single) == (
+    f"Trajectory(steps 10; records 3; final loss 0.25; stopped_step 10; {_FIELDS}; "
+    "final weights 3x2, 1x3)"
+  )
+  flow = _hand_trajectory(
+    [0.0, 1.5, 2.5],
+    [3.0, 2.0, 1.23456789],
+    diverged_step=7,
+    sharpness=np.ones(3),
+    min_hessian_eigenvalue=np.ones(3),
+    validation_loss=np.ones(3),
+    minibatch_loss=np.ones(3),
+    metrics={"fro": np.ones(3), "w01": np.ones(3)},
+    best_step=1,
+  )
+  assert repr(flow) == (
+    f"Trajectory(time 2.5; records 3; final loss 1.235; diverged_step 7; {_FIELDS}, sharpness, "
+    "min_hessian_eigenvalue, validation_loss, minibatch_loss; metrics fro, w01; best_step 1; "
+    "final weights 3x2, 1x3)"
+  )
+  batch = _hand_trajectory(
+    np.tile(np.arange(4, dtype=np.int32) * 3, (2, 1)),
+    [[4.0, 3.0, 2.0, 0.25], [4.0, 3.0, 2.0, 0.75]],
+    diverged_step=np.array([-1, 2]),
+    stopped_step=np.array([0, -1]),  # stopped at step 0 counts
+    validation_loss=np.ones((2, 4)),
+    best_step=np.array([3, 6]),  # one per lane: not printed
+  )
+  assert repr(batch) == (
+    "Trajectory(steps 9; records 2x4; final loss 0.25..0.75; diverged_step 1/2 lanes; "
+    f"stopped_step 1/2 lanes; {_FIELDS}, validation_loss; final weights 3x2, 1x3)"
+  )
+  lost = _hand_trajectory(np.zeros((2, 2), np.int32), [[1.0, np.nan], [2.0, np.nan]])
+  assert "; final loss nan; " in repr(lost)
+  empty = _hand_trajectory(np.zeros((0,), np.int32), np.zeros((0,)))
+  assert repr(empty) == f"Trajectory(steps 0; records 0; {_FIELDS}; final weights 3x2, 1x3)"
+
+
+def test_recorder_normalizes_and_refuses_with_the_fix():
+  rec = lt.recording.recorder
+  assert rec() == lt.recording.Recorder("batched", (), ())
+  assert rec("min_hessian_eigenvalue").track == ("min_hessian_eigenvalue",)  # one name
+  both = rec(["min_hessian_eigenvalue", "sharpness"], "exact")
+  assert both.track == ("sharpness", "min_hessian_eigenvalue") and both.singular_values == "exact"
+  fns = {"b": _frobenius, "a": lt.metrics.nuclear_norm}
+  assert rec(metrics=fns).metrics == (("b", _frobenius), ("a", lt.metrics.nuclear_norm))
+  with pytest.raises(ValueError, match=r"track must be a tuple .*track=\('sharpness',\); got 3\."):
+    rec(3)
+  with pytest.raises(
+    ValueError,
+    match=r"besides the default ones \(loss, .*end_to_end_singular_values\); \['sharp'\] is not "
+    r"among \('sharpness', 'min_hessian_eigenvalue'\)\. Use e\.g\. track=\('sharpness',\), or "
+    r"metrics=\{'name': function\}",
+  ):
+    rec(("sharpness", "sharp"))
+  with pytest.raises(
+    ValueError,
+    match=r"^metrics must be a dict name -> function\(weights\) -> array, e\.g\. "
+    r"metrics=\{'nuclear_norm': lt\.metrics\.nuclear_norm\}; got ",
+  ):
+    rec(metrics=[_frobenius])
+  with pytest.raises(ValueError, match=r"got list\."):
+    rec(metrics=[_frobenius])
+  for name in ("a b", 1):
+    with pytest.raises(
+      ValueError, match=rf"metric names must be Python identifiers .*got {name!r}"
+    ):
+      rec(metrics={name: _frobenius})
+  with pytest.raises(
+    ValueError, match=r"metrics\['x'\] must be a function of the weights tuple; got"
+  ):
+    rec(metrics={"x": 3.0})
+  with pytest.raises(ValueError, match=r"got float\."):
+    rec(metrics={"x": 3.0})
+  with pytest.raises(ValueError, match="batched"):
+    rec(singular_values="gram")
+
+
+def test_check_metrics_names_the_metric_and_the_shapes():
+  ws = (jnp.ones((4, 3)), jnp.ones((2, 4)))
+  check = lambda metrics: lt.recording.check_metrics(lt.recording.recorder(metrics=metrics), ws)
+  check({"fro": _frobenius, "first": lambda w: w[0]})  # fine: returns None
+  with pytest.raises(
+    ValueError,
+    match=r"metrics\['bad'\] failed on the weights \(shapes \[\(4, 3\), \(2, 4\)\]\): TypeError: ",
+  ):
+    check({"fro": _frobenius, "bad": lambda w: w[0] @ w[0]})
+  with pytest.raises(
+    ValueError,
+    match=r"A metric is a jittable function of the weights tuple \(W_1, \.\.\., W_N\)\.$",
+  ):
+    check({"bad": lambda w: w[0] @ w[0]})
+  with pytest.raises(ValueError, match=r"metrics\['pair'\] must return one real array .*got \("):
+    check({"pair": lambda w: (w[0], w[1])})
+  with pytest.raises(ValueError, match=r"metrics\['z'\] must return one real array"):
+    check({"z": lambda w: w[0] * 1j})
+
+
+def test_record_bytes_counts_every_recorded_field():
+  """(2, 3, 1): 4 scalars and 2 + 1 + 1 singular values per record; 2 tracked extremes, user
+  metrics of 4 + 1 values and a validation loss add 8 values; float32 (4 bytes) or float64."""
+  rec = lt.recording
+  both = ("sharpness", "min_hessian_eigenvalue")
+  extra = rec.recorder(
+    both,
+    metrics={"block": lambda w: w[0][:2, :2], "positive": lambda w: jnp.sum(w[0] > 0)},
+  )
+  for dtype, size in ((jnp.float32, 4), (jnp.float64, 8)):
+    with jax.enable_x64(dtype == jnp.float64):
+      ws = (jnp.ones((3, 2), dtype), jnp.ones((1, 3), dtype))
+      loss, held_out = (
+        lt.losses.target(jnp.ones((1, 2), dtype)),
+        lt.losses.target(jnp.zeros((1, 2), dtype)),
+      )
+      for steps, records in ((10, 3), (14, 3), (15, 4), (0, 1)):
+        sched = rec.Schedule(steps, 5)
+        assert rec.record_bytes(ws, loss, sched) == records * 8 * size
+        assert rec.record_bytes(ws, loss, sched, extra, held_out) == records * 16 * size
+      assert rec.spec(2.5) == ((), np.dtype(dtype))
+      assert rec.spec(3) == ((), np.dtype(np.int64 if dtype == jnp.float64 else np.int32))
+      assert rec.spec(np.ones((2, 3))) == ((2, 3), np.dtype(dtype))
+      assert rec.spec(jnp.ones(4, jnp.int32)) == ((4,), np.dtype(np.int32))
+  with jax.enable_x64(True):  # float32 weights with x64 enabled: float32 records
+    # (new shapes: record_shapes caches by shapes and dtypes, not by the x64 flag)
+    ws32 = (jnp.ones((4, 2), jnp.float32), jnp.ones((1, 4), jnp.float32))
+    loss32 = lt.losses.target(jnp.ones((1, 2), jnp.float32))
+    extra32 = rec.recorder(both, metrics={"block": lambda w: w[0][:2, :2]})
+    assert rec.record_bytes(ws32, loss32, rec.Schedule(10, 5), extra32, loss32) == 3 * 15 * 4
+    no_target = lt.losses.Loss(lambda w: jnp.sum(w**2))  # NaN margins, float32 too
+    assert rec.record_bytes(ws32, no_target, rec.Schedule(10, 5)) == 3 * 8 * 4
+
+
+def test_check_memory_refuses_records_that_do_not_fit(monkeypatch):
+  """96 bytes per network (3 records of 32, see the test above); the limit is fraction x free."""
+  rec = lt.recording
+  ws = (jnp.ones((3, 2)), jnp.ones((1, 3)))
+  loss, sched = lt.losses.target(jnp.ones((1, 2))), rec.Schedule(10, 5)
+  free = {}
+  monkeypatch.setattr(lt._runtime, "available_bytes", lambda d: (free[d.platform], d.platform))
+  cpu = jax.devices("cpu")[0]
+  check = lambda **k: rec.check_memory(ws, loss, sched, **k)
+
+  free["cpu"] = 600  # 96 x (2 + 3) = 480 = 0.8 x 600
+  check(device_lanes=2, host_lanes=3)
+  free["cpu"] = 599
+  with pytest.raises(
+    ValueError,
+    match=r"^the records would take 4\.47e-07 GiB \(3 records x 32 bytes per network\) but only "
+    r"5\.58e-07 GiB of cpu is free\. ",
+  ):
+    check(device_lanes=2, host_lanes=3)
+  with pytest.raises(ValueError, match=r"larger record_every.* lanes_per_device="):
+    check(device_lanes=2, host_lanes=3, devices=[cpu])
+  check(device_lanes=2, host_lanes=3, fraction=0.9)
+  free["cpu"] = 600
+  check(device_lanes=5)  # 480 again
+  check(host_lanes=4)  # one device lane by default: 96 x (1 + 4)
+  with pytest.raises(ValueError, match="records would take"):
+    check(host_lanes=5)
+  with pytest.raises(ValueError, match=r"\(3 records x 36 bytes per network\)"):  # + validation
+    rec.check_memory(ws, loss, sched, rec.Recorder(), loss, device_lanes=5)
+  with monkeypatch.context() as m:  # two devices visible: the default is the first one only
+    m.setattr(jax, "devices", lambda *backend: [cpu, cpu])
+    check(device_lanes=5)
+  with pytest.raises(ValueError, match="records would take"):
+    check(device_lanes=3, host_lanes=3)
+  free["cpu"] = 840  # two of this process's devices: 96 x (2 x 2 + 3) = 672 = 0.8 x 840
+  check(device_lanes=2, host_lanes=3, devices=[cpu, cpu])
+  free["cpu"] = 839
+  with pytest.raises(ValueError, match="records would take"):
+    check(device_lanes=2, host_lanes=3, devices=[cpu, cpu])
+  free["cpu"] = None  # unknown: no check
+  check(device_lanes=10**6)
+
+  # An accelerator: device lanes against its memory, host lanes against the host's.
+  gpu = types.SimpleNamespace(platform="gpu", process_index=jax.process_index())
+  elsewhere = types.SimpleNamespace(platform="gpu", process_index=jax.process_index() + 1)
+  free.update(gpu=240, cpu=600)  # 96 x 2 = 192 = 0.8 x 240; 96 x 5 = 480 = 0.8 x 600
+  with monkeypatch.context() as m:  # on such a machine the default backend is the accelerator
+    m.setattr(jax, "local_devices", lambda backend=None: [cpu if backend == "cpu" else gpu])
+    check(device_lanes=2, host_lanes=5, devices=[gpu])
+    with pytest.raises(ValueError, match=r"of gpu is free"):
+      check(device_lanes=3, host_lanes=5, devices=[gpu])
+    with pytest.raises(ValueError, match=r"of cpu is free"):
+      check(device_lanes=2, host_lanes=6, devices=[gpu])
+  free["cpu"] = 240  # another process's accelerator is not counted: the local CPU is
+  check(device_lanes=1, host_lanes=1, devices=[elsewhere, cpu])
+  with pytest.raises(ValueError, match=r"of cpu is free"):
+    check(device_lanes=1, host_lanes=1, devices=[elsewhere, cpu, cpu])
+
+
+def test_record_dtypes_follow_the_x64_mode_of_each_call():
+  """The record's shapes and dtypes are traced once per x64 mode: an integer-valued metric of
+  float32 weights is float32 outside x64 and float64 inside, whichever call came first (the
+  cache of traced record shapes once ignored the mode)."""
+  ws = (jnp.ones((5, 7), jnp.float32), jnp.ones((1, 5), jnp.float32))  # shapes no other test uses
+  loss = lt.losses.target(np.ones((1, 7), np.float32))
+  metrics = {"positive": lambda ws: jnp.sum(ws[0] > 0)}
+  run = lambda: lt.gradient_descent(ws, loss, lr=0.1, steps=2, metrics=metrics)
+  assert run().metrics["positive"].dtype == np.float32
+  with jax.enable_x64(True):
+    assert run().metrics["positive"].dtype == np.float64

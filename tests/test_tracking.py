@@ -134,3 +134,85 @@ def test_bad_method_raises(bad):
     singular_values([jnp.eye(2)], bad)
   with pytest.raises(ValueError, match="batched"):
     metrics.layer_singular_values((jnp.eye(2),), bad)
+
+
+def test_tracked_extremes_every_track_every_th_record_match_the_hessian(x64):
+  """steps=7, record_every=2: records at steps 0, 2, 4, 6; track_every=3 tracks records 0 and 3
+  (steps 0 and 6), NaN at the others; the validation loss and a user metric at every record. All
+  against a NumPy gradient descent and the eigenvalues of its finite-difference Hessian."""
+  from tests import numpy_reference as ref
+
+  ws = lt.init.balanced(jax.random.PRNGKey(5), (2, 3, 2), std=0.6)
+  rng = np.random.default_rng(5)
+  phi, held = rng.normal(size=(2, 2)), rng.normal(size=(2, 2))
+  traj = lt.gradient_descent(
+    ws,
+    lt.losses.target(phi),
+    lr=0.1,
+    steps=7,
+    record_every=2,
+    track=("min_hessian_eigenvalue", "sharpness"),
+    track_every=3,
+    validation=lt.losses.target(held),
+    metrics={"w10": lambda w: lt.end_to_end(w)[1, 0]},
+  )
+  w_np = [np.asarray(w) for w in ws]
+  at = {}
+  for t in range(8):
+    at[t] = w_np
+    grads = ref.layer_gradients(w_np, ref.product(w_np, 1, len(w_np)) - phi)
+    w_np = [w - 0.1 * g for w, g in zip(w_np, grads)]
+
+  def hessian(layers, h=1e-5):  # central differences of the NumPy gradient
+    flat = np.concatenate([x.ravel() for x in layers])
+    cuts = np.cumsum([x.size for x in layers])[:-1]
+
+    def grad(v):
+      parts = [p.reshape(x.shape) for p, x in zip(np.split(v, cuts), layers)]
+      return np.concatenate(
+        [g.ravel() for g in ref.layer_gradients(parts, ref.product(parts, 1, 2) - phi)]
+      )
+
+    cols = [(grad(flat + h * e) - grad(flat - h * e)) / (2 * h) for e in np.eye(flat.size)]
+    return np.stack(cols, axis=1)
+
+  np.testing.assert_array_equal(traj.step, [0, 2, 4, 6])
+  for record, step in enumerate((0, 2, 4, 6)):
+    w = ref.product(at[step], 1, 2)
+    np.testing.assert_allclose(traj.validation_loss[record], 0.5 * np.sum((w - held) ** 2))
+    np.testing.assert_allclose(traj.metrics["w10"][record], w[1, 0], rtol=1e-12)
+    if step in (0, 6):
+      eig = np.linalg.eigvalsh(hessian(at[step]))
+      np.testing.assert_allclose(traj.sharpness[record], eig[-1], rtol=1e-7)
+      np.testing.assert_allclose(traj.min_hessian_eigenvalue[record], eig[0], rtol=1e-7)
+    else:
+      assert np.isnan(traj.sharpness[record]) and np.isnan(traj.min_hessian_eigenvalue[record])
+
+
+def _svd_calls(jaxpr):
+  """How many SVDs a jaxpr computes (nested jaxprs of jit and the like included)."""
+  calls = 0
+  for eqn in jaxpr.eqns:
+    calls += eqn.primitive.name == "svd"
+    for param in eqn.params.values():
+      inner = getattr(param, "jaxpr", param)
+      if hasattr(inner, "eqns"):
+        calls += _svd_calls(inner)
+  return calls
+
+
+def test_record_makes_one_svd_call_per_shape_or_per_matrix():
+  """Three 3 x 3 layers and their 3 x 3 product: one batched call (the default), or four."""
+  ws = tuple(jnp.eye(3) * (i + 1) for i in range(3))
+  calls = lambda **k: _svd_calls(
+    jax.make_jaxpr(lambda w: recording.record(w, jnp.float32(0), w, None, **k))(ws).jaxpr
+  )
+  assert calls() == calls(singular_values="batched") == 1
+  assert calls(singular_values="exact") == 4
+  loss = lt.losses.Loss(lambda w: jnp.sum(w**2))  # no target: no SVD of it
+  point = lambda rec: _svd_calls(
+    jax.make_jaxpr(
+      lambda w: recording.record_point(w, jnp.float32(0), w, loss, False, 0, rec=rec, track_every=1)
+    )(ws).jaxpr
+  )
+  assert point(recording.Recorder()) == 1 and point(recording.Recorder("exact")) == 4
