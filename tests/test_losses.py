@@ -352,7 +352,9 @@ def test_check_loss_traces_the_end_to_end_shape_of_the_widths():
     lt.losses.check_loss(strict, (2, 4, 3))
   lanes = (np.ones((5, 4, 3), np.float32), np.ones((5, 2, 4), np.float32))  # a lane axis first
   assert lt.losses.check_loss(strict, lanes).fn is strict
-  with pytest.raises(ValueError, match=r"needs the widths \(d_0, ..., d_N\) or the weights "):
+  with pytest.raises(
+    ValueError, match=r"^check_loss needs the widths \(d_0, ..., d_N\) or the weights "
+  ):
     lt.losses.check_loss(strict, ())
 
 

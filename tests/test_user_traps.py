@@ -198,7 +198,8 @@ def _raises_without_a_message(w):
     (
       lambda w: float(w[0, 0]),
       r"'<lambda>' cannot be traced by JAX on a \(2, 3\) end-to-end matrix "
-      r"\(ConcretizationTypeError: Abstract tracer.*\); write it with jax.numpy only \(no float",
+      r"\(ConcretizationTypeError: Abstract tracer.*\); write it with jax.numpy only \(no "
+      r"float\(w\), np.\* on w or Python branches on its values\)\.$",
     ),
     (lambda w: np.sum(np.asarray(w)), r"\(TracerArrayConversionError: The numpy"),
     (_raises_without_a_message, r"'_raises_without_a_message' cannot .*\(RuntimeError: \); write"),
