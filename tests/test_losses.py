@@ -365,3 +365,34 @@ def test_check_loss_traces_in_the_weights_dtype(x64):
   assert lt.losses.check_loss(real_in_float32, weights).fn is real_in_float32
   with pytest.raises(ValueError, match="real scalar; got dtype int"):
     lt.losses.check_loss(real_in_float32, [w.astype(np.float64) for w in weights])
+
+
+_SHARE = r"^the per-example data arrays must share a leading example axis \(one row per example\); "
+
+
+@pytest.mark.parametrize(
+  "data,examples,match",
+  [
+    (
+      lambda: (np.ones((3, 2)), np.ones(3)),
+      (True,),
+      r"^examples= must be True or a pytree of booleans shaped like the loss's data "
+      r"\(PyTreeDef\(\(\*, \*\)\)\); got \(True,\)\.$",
+    ),
+    (
+      lambda: (np.ones((3, 2)), np.ones(4)),
+      True,
+      _SHARE + r"got leading sizes \['3', '4'\]\. Mark only those arrays in examples=\.$",
+    ),
+    (
+      lambda: (np.ones((3, 2)), np.float64(2.0)),
+      True,
+      _SHARE + r"got leading sizes \['3', 'None'\]",
+    ),
+    (lambda: (np.float64(2.0),), True, _SHARE + r"got leading sizes \['None'\]"),
+    (lambda: (np.ones((3, 2)), np.ones(3)), (False, False), _SHARE + r"got leading sizes \[\]"),
+  ],
+)
+def test_examples_refused_unless_the_marked_arrays_share_their_rows(data, examples, match):
+  with pytest.raises(ValueError, match=match):
+    lt.losses.Loss(_weighted, data=data(), examples=examples)
