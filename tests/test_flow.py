@@ -207,6 +207,26 @@ def test_odeint_attempts_exactly_max_steps(x64):
   assert float(records[0]) == 1.0 and np.isnan(float(records[1]))
 
 
+def test_odeint_shrinks_the_step_after_a_non_finite_trial_and_stops_at_the_floor(x64):
+  """y' = -sqrt(y) from 1 reaches 0 at t = 2 (y = (1 - t/2)^2); a trial step past it takes the
+  root of a negative number (NaN). Each such step is retried at a fifth of its size, so the steps
+  reach the floor and the run stops just short of t = 2, with t = 3 not reached, after a few
+  hundred steps (250 measured), not after max_steps."""
+  records, y_end, n_reached, n_steps = flow.odeint(
+    lambda y: -jnp.sqrt(y),
+    jnp.ones(()),
+    jnp.array([0.0, 1.0, 3.0]),
+    lambda y: y,
+    rtol=1e-8,
+    atol=1e-10,
+    max_steps=100_000,
+  )
+  assert float(records[1]) == pytest.approx(0.25, rel=1e-7)
+  assert int(n_reached) == 2 and np.isnan(float(records[2]))
+  assert 0.0 <= float(y_end) < 1e-20
+  assert int(n_steps) < 1000
+
+
 def test_odeint_records_what_is_due_at_the_start_even_when_no_step_follows(x64):
   """Record times at t = 0 are observed: alone (a zero-length span, where no step can be taken),
   repeated, and before later ones (exp(-t) at t = 1 as the reference). The loop used to end
