@@ -96,7 +96,7 @@ _COLLECT_CHECK = """
 import sys, pytest
 from jax._src import xla_bridge
 pytest.main(["--collect-only", "-q", "-p", "no:randomly", "-p", "no:xdist", sys.argv[1]])
-sys.exit(3 if xla_bridge._backends else 0)
+sys.exit(3 if xla_bridge.backends_are_initialized() else 0)
 """
 
 
