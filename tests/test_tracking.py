@@ -12,6 +12,7 @@ import pytest
 import lintraj as lt
 from lintraj import metrics, recording
 from lintraj.singular_values import METHODS, singular_values
+from tests import numpy_reference as ref
 
 SEGMENTS, RECORD_EVERY = 12, 25  # 300 steps, every record checked
 
@@ -140,8 +141,6 @@ def test_tracked_extremes_every_track_every_th_record_match_the_hessian(x64):
   """steps=7, record_every=2: records at steps 0, 2, 4, 6; track_every=3 tracks records 0 and 3
   (steps 0 and 6), NaN at the others; the validation loss and a user metric at every record. All
   against a NumPy gradient descent and the eigenvalues of its finite-difference Hessian."""
-  from tests import numpy_reference as ref
-
   ws = lt.init.balanced(jax.random.PRNGKey(5), (2, 3, 2), std=0.6)
   rng = np.random.default_rng(5)
   phi, held = rng.normal(size=(2, 2)), rng.normal(size=(2, 2))
